@@ -1,0 +1,132 @@
+// Package sqlcapture is a database-agnostic change-data-capture engine.
+//
+// It drives one source database through the capture lifecycle: each bound
+// table is backfilled in chunks, in key order, while the database's change
+// stream keeps flowing; the two are interleaved with watermark fences so that
+// a document stream, reduced by key, reproduces the table at every
+// checkpoint. Once a table is backfilled, its changes simply stream.
+//
+// The engine knows nothing about any particular database. A Database supplies
+// the change stream, backfill chunks and fences; the engine decides what to
+// emit, in which order, and when a checkpoint may be taken.
+package sqlcapture
+
+import (
+	"context"
+	"errors"
+)
+
+// Database is what the engine needs of a source database.
+type Database interface {
+	// StartReplication opens the change stream. An empty cursor means "from
+	// wherever the stream currently begins" (for PostgreSQL: the slot's
+	// confirmed position).
+	StartReplication(ctx context.Context, cursor string) (ReplicationStream, error)
+
+	// ScanChunk reads up to limit rows of a table whose keys are strictly
+	// greater than after (nil: from the beginning), in ascending key order,
+	// calling emit for each. offset counts the rows of the table backfilled
+	// before this chunk; documents may record it as their position. The ordering must be exactly the ordering of the
+	// encoded keys (bytes.Compare), which is how the engine decides whether a
+	// streamed change falls inside the already-backfilled range.
+	//
+	// The rows must reflect every change the replication stream has already
+	// delivered: a database where a committed transaction can be durable in
+	// the change stream before it is visible to new snapshots must wait or
+	// retry until its snapshot covers everything delivered so far.
+	ScanChunk(ctx context.Context, stream StreamID, after []byte, offset int64, limit int, emit func(Row) error) error
+
+	// WriteWatermark makes a change that the replication stream will report
+	// as a Watermark event carrying id, followed by its transaction's Commit.
+	WriteWatermark(ctx context.Context, id string) error
+}
+
+// ReplicationStream is an open change stream. Events arrive in commit order:
+// a transaction's Change events, then its Commit.
+type ReplicationStream interface {
+	// Events delivers the stream. It is closed when the stream ends; Err then
+	// says why.
+	Events() <-chan Event
+	// Err is the error that ended the stream, if any.
+	Err() error
+	// Acknowledge tells the database that every change up to and including
+	// cursor is durably captured and may be released.
+	Acknowledge(ctx context.Context, cursor string) error
+	// Close ends the stream, first confirming the last acknowledged cursor.
+	Close(ctx context.Context) error
+}
+
+// StreamID names a source table, e.g. "public.users".
+type StreamID struct {
+	Schema string
+	Table  string
+}
+
+func (s StreamID) String() string { return s.Schema + "." + s.Table }
+
+// Row is one row of a backfill chunk.
+type Row struct {
+	// Key is the row's key in the engine's order-preserving encoding.
+	Key []byte
+	// Doc is the complete JSON document for the row, _meta included.
+	Doc []byte
+}
+
+// Event is one item of the replication stream: *Change, *Commit, *Watermark,
+// *Keepalive or *Notice.
+type Event interface{ isEvent() }
+
+// Op is the kind of a change.
+type Op byte
+
+const (
+	OpInsert Op = 'c'
+	OpUpdate Op = 'u'
+	OpDelete Op = 'd'
+)
+
+// Change is one row change of a source transaction. A key-changing update is
+// delivered as two Changes: a delete of the old key, then an insert or update
+// of the new one.
+type Change struct {
+	Stream StreamID
+	Op     Op
+	// Key is the changed row's key, encoded as ScanChunk's keys are.
+	Key []byte
+	// Doc is the complete JSON document to emit, _meta included.
+	Doc []byte
+}
+
+// Commit ends a source transaction. Cursor is the position from which the
+// stream resumes after everything up to this commit.
+type Commit struct {
+	Cursor string
+}
+
+// Watermark reports that a WriteWatermark with this id has been replicated.
+// Its transaction's Commit follows.
+type Watermark struct {
+	ID string
+}
+
+// Keepalive reports that the stream holds no unreported transaction below
+// Cursor: a checkpoint at Cursor is safe whenever no transaction is open.
+type Keepalive struct {
+	Cursor string
+}
+
+// Notice reports something about a stream that a user should know but that
+// needs no document, such as a TRUNCATE. The engine logs it.
+type Notice struct {
+	Stream  StreamID
+	Message string
+}
+
+func (*Change) isEvent()    {}
+func (*Commit) isEvent()    {}
+func (*Watermark) isEvent() {}
+func (*Keepalive) isEvent() {}
+func (*Notice) isEvent()    {}
+
+// ErrStreamEnded is returned when the replication stream closes without an error.
+var ErrStreamEnded = errors.New("replication stream ended")
