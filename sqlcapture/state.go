@@ -1,0 +1,65 @@
+package sqlcapture
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+)
+
+// State is the capture's checkpointed state. Its JSON form is what the
+// runtime stores and hands back on the next open:
+//
+//	{"cursor": "0/1A2B3C4", "streams": {"<stateKey>": {"mode": "Backfill",
+//	  "key_columns": ["id"], "scanned": "<base64 key>", "backfilled": 4096}}}
+//
+// cursor is where the change stream resumes; each stream's scanned key is the
+// last key the backfill has emitted (absent once the table is backfilled).
+type State struct {
+	Cursor  string                  `json:"cursor,omitempty"`
+	Streams map[string]*StreamState `json:"streams,omitempty"`
+}
+
+// Stream modes.
+const (
+	// ModeBackfill: the table is being backfilled; changes are emitted only
+	// for keys at or below Scanned.
+	ModeBackfill = "Backfill"
+	// ModeActive: the table is backfilled (or its backfill was skipped);
+	// every change is emitted.
+	ModeActive = "Active"
+)
+
+// StreamState is the checkpointed state of one binding.
+type StreamState struct {
+	Mode       string   `json:"mode"`
+	KeyColumns []string `json:"key_columns,omitempty"`
+	// Scanned is the encoded key of the last backfilled row. Always written
+	// (as null when empty) so that a merge patch clears it.
+	Scanned    []byte `json:"scanned"`
+	Backfilled int64  `json:"backfilled"`
+}
+
+// ParseState decodes a checkpointed state. An empty or null state is a new
+// capture. Unknown fields are an error: the state is ours and a field we do
+// not understand means it was written by something else.
+func ParseState(raw json.RawMessage) (State, error) {
+	var st State
+	if len(raw) == 0 || string(raw) == "null" || string(raw) == "{}" {
+		return st, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&st); err != nil {
+		return State{}, fmt.Errorf("parsing the capture's checkpointed state: %w (the state is written by this connector; if it came from another connector, reset the capture's state)", err)
+	}
+	for key, s := range st.Streams {
+		if s == nil {
+			delete(st.Streams, key)
+			continue
+		}
+		if s.Mode != ModeBackfill && s.Mode != ModeActive {
+			return State{}, fmt.Errorf("parsing the capture's checkpointed state: stream %q has unknown mode %q", key, s.Mode)
+		}
+	}
+	return st, nil
+}
