@@ -1,0 +1,18 @@
+# Builds the connector image: docker build -t source-postgres:dev .
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/source-postgres ./source-postgres
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/source-postgres /usr/local/bin/source-postgres
+# The Flow runtime reads these labels to choose how to talk to the
+# connector; the connector reads the environment, so both say proto.
+LABEL CONNECTOR_PROTOCOL=flow-capture \
+      FLOW_RUNTIME_PROTOCOL=capture \
+      FLOW_RUNTIME_CODEC=proto
+ENV FLOW_RUNTIME_CODEC=proto
+USER nonroot:nonroot
+ENTRYPOINT ["/usr/local/bin/source-postgres"]
