@@ -1,0 +1,452 @@
+// Package config defines the endpoint and resource configuration of the
+// PostgreSQL capture: how it is parsed and validated, the JSON schemas shown
+// to users, and how it becomes a pgconn connection configuration.
+//
+// Parsing is strict. An unknown or ill-typed field is an error naming the field
+// by its path, because a misspelled option that is silently ignored (a
+// "slot_name" instead of "slotName") makes the connector do something other
+// than what the user asked for, and that is only discovered much later.
+package config
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+
+	"pgcapture/sshtunnel"
+)
+
+// Defaults of the endpoint configuration. Parse applies them to empty fields,
+// and ConfigSchema advertises them.
+const (
+	DefaultDatabase          = "postgres"
+	DefaultUser              = "flow_capture"
+	DefaultBackfillChunkSize = 4096
+	DefaultPublicationName   = "flow_publication"
+	DefaultSlotName          = "flow_slot"
+	DefaultWatermarksTable   = "public.flow_watermarks"
+	DefaultSSLMode           = "prefer" // libpq's default
+	DefaultPort              = 5432
+)
+
+// sslModes are the accepted values of advanced.sslmode, with libpq's meanings.
+var sslModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+
+// Endpoint is the configuration of the capture's connection to PostgreSQL.
+//
+// Password is not required: a server may authenticate the user without one
+// (trust authentication, or a client certificate given in ssl_cert/ssl_key).
+type Endpoint struct {
+	Address       string         `json:"address" jsonschema:"required,title=Server Address" jsonschema_description:"The host or host:port at which the database can be reached, such as db.example.com:5432 or [2001:db8::1]:5432. The port defaults to 5432."`
+	Database      string         `json:"database" jsonschema:"required,title=Database" jsonschema_description:"The logical database to capture from."`
+	User          string         `json:"user" jsonschema:"required,title=User" jsonschema_description:"The database user to authenticate as. It needs the REPLICATION attribute and permission to read the captured tables."`
+	Password      string         `json:"password" jsonschema:"title=Password" jsonschema_description:"Password of the database user. Leave it empty only if the server authenticates the user without one (trust authentication, or a client certificate set in Advanced Options)." jsonschema_extras:"secret=true"`
+	Advanced      Advanced       `json:"advanced" jsonschema:"title=Advanced Options" jsonschema_description:"Options for advanced users. You should not typically need to modify these." jsonschema_extras:"advanced=true"`
+	NetworkTunnel *NetworkTunnel `json:"networkTunnel,omitempty" jsonschema:"title=Network Tunnel" jsonschema_description:"Connect to the database through an SSH server that acts as a bastion host for your network."`
+}
+
+// Advanced holds the options most users never need to change.
+type Advanced struct {
+	BackfillChunkSize int    `json:"backfill_chunk_size" jsonschema:"title=Backfill Chunk Size,minimum=1" jsonschema_description:"The number of rows fetched from the database in a single backfill query."`
+	PublicationName   string `json:"publicationName" jsonschema:"title=Publication Name" jsonschema_description:"The PostgreSQL publication to replicate from."`
+	SlotName          string `json:"slotName" jsonschema:"title=Slot Name" jsonschema_description:"The PostgreSQL replication slot to replicate from. Every capture from the same database needs its own slot."`
+	WatermarksTable   string `json:"watermarksTable" jsonschema:"title=Watermarks Table" jsonschema_description:"The schema-qualified table to which watermarks are written during backfills, such as public.flow_watermarks."`
+	SkipBackfills     string `json:"skip_backfills" jsonschema:"title=Skip Backfills" jsonschema_description:"A comma-separated list of schema-qualified tables, such as public.orders, whose existing rows are not backfilled: only changes made after the capture starts are captured from them."`
+	SSLMode           string `json:"sslmode" jsonschema:"title=SSL Mode,enum=disable,enum=allow,enum=prefer,enum=require,enum=verify-ca,enum=verify-full" jsonschema_description:"How to use TLS, with libpq's meanings. disable: never. allow: only if the server insists. prefer: if the server supports it. require: always, verifying the server's certificate against the SSL CA Certificate only if one is given. verify-ca: always, and the server's certificate must be signed by a trusted CA. verify-full: as verify-ca, and the certificate must also name the host in Server Address."`
+	SSLCA             string `json:"ssl_ca" jsonschema:"title=SSL CA Certificate" jsonschema_description:"PEM-encoded certificate(s) of the certificate authority that issued the server's certificate. When empty, verify-ca and verify-full trust the system's certificate authorities." jsonschema_extras:"multiline=true"`
+	SSLCert           string `json:"ssl_cert" jsonschema:"title=SSL Client Certificate" jsonschema_description:"PEM-encoded client certificate, for servers that authenticate clients by certificate. Requires SSL Client Key." jsonschema_extras:"multiline=true"`
+	SSLKey            string `json:"ssl_key" jsonschema:"title=SSL Client Key" jsonschema_description:"PEM-encoded, unencrypted private key of the SSL Client Certificate." jsonschema_extras:"secret=true,multiline=true"`
+}
+
+// NetworkTunnel configures how the database is reached through another host.
+type NetworkTunnel struct {
+	SSHForwarding *SSHForwarding `json:"sshForwarding,omitempty" jsonschema:"title=SSH Forwarding" jsonschema_description:"Forward the connection to the database through an SSH server."`
+}
+
+// SSHForwarding configures an SSH tunnel to the database. The database address
+// is resolved and dialed by the SSH server, so it may be a name or address
+// that is only meaningful inside the network behind it.
+type SSHForwarding struct {
+	SSHEndpoint string `json:"sshEndpoint" jsonschema:"required,title=SSH Endpoint,pattern=^ssh://.+@.+$" jsonschema_description:"The SSH server to tunnel through, as ssh://user@host[:port]. The port defaults to 22."`
+	PrivateKey  string `json:"privateKey" jsonschema:"required,title=SSH Private Key" jsonschema_description:"The unencrypted private key (PEM or OpenSSH format) that authenticates the user of the SSH Endpoint." jsonschema_extras:"secret=true,multiline=true"`
+	HostKey     string `json:"hostKey" jsonschema:"title=SSH Host Key" jsonschema_description:"The SSH server's public host key as in known_hosts or authorized_keys, such as ssh-ed25519 AAAA... When set, the tunnel is refused unless the server presents this key. When empty, any key is accepted and its fingerprint is logged."`
+}
+
+// Parse decodes and validates an endpoint configuration. Unknown and
+// ill-typed fields are errors; empty fields get their defaults.
+func Parse(raw []byte) (*Endpoint, error) {
+	var e Endpoint
+	if err := decodeStrict(raw, &e); err != nil {
+		return nil, fmt.Errorf("endpoint configuration: %w", err)
+	}
+	e.applyDefaults()
+	if err := e.Validate(); err != nil {
+		return nil, fmt.Errorf("endpoint configuration: %w", err)
+	}
+	return &e, nil
+}
+
+func (e *Endpoint) applyDefaults() {
+	// Surrounding spaces are a copy-and-paste accident, never part of a name.
+	e.Address = strings.TrimSpace(e.Address)
+	if e.Database == "" {
+		e.Database = DefaultDatabase
+	}
+	if e.User == "" {
+		e.User = DefaultUser
+	}
+	a := &e.Advanced
+	if a.BackfillChunkSize == 0 {
+		a.BackfillChunkSize = DefaultBackfillChunkSize
+	}
+	if a.PublicationName == "" {
+		a.PublicationName = DefaultPublicationName
+	}
+	if a.SlotName == "" {
+		a.SlotName = DefaultSlotName
+	}
+	if a.WatermarksTable == "" {
+		a.WatermarksTable = DefaultWatermarksTable
+	}
+	if a.SSLMode == "" {
+		a.SSLMode = DefaultSSLMode
+	}
+	if t := e.NetworkTunnel; t != nil {
+		// UIs send an empty tunnel object when no tunnel is configured.
+		if f := t.SSHForwarding; f != nil {
+			f.SSHEndpoint = strings.TrimSpace(f.SSHEndpoint)
+			if f.SSHEndpoint == "" && f.PrivateKey == "" && f.HostKey == "" {
+				t.SSHForwarding = nil
+			}
+		}
+		if t.SSHForwarding == nil {
+			e.NetworkTunnel = nil
+		}
+	}
+}
+
+// Validate reports every problem of the configuration at once, each naming
+// the field and how to fix it. An empty sslmode is accepted as "prefer".
+func (e *Endpoint) Validate() error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	if e.Address == "" {
+		add(errors.New(`"address" is required: set it to the database's host or host:port, such as "db.example.com:5432"`))
+	} else if _, _, err := splitAddress(e.Address); err != nil {
+		add(fmt.Errorf(`"address" %w`, err))
+	}
+	add(checkName("database", e.Database))
+	add(checkName("user", e.User))
+	add(e.Advanced.validate())
+	if e.NetworkTunnel != nil && e.NetworkTunnel.SSHForwarding != nil {
+		add(e.NetworkTunnel.SSHForwarding.validate())
+	}
+	return errors.Join(errs...)
+}
+
+func (a *Advanced) validate() error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	if a.BackfillChunkSize <= 0 {
+		add(fmt.Errorf(`"advanced.backfill_chunk_size" must be a positive number of rows, got %d; leave it empty for the default of %d`,
+			a.BackfillChunkSize, DefaultBackfillChunkSize))
+	}
+	add(checkIdentifier("advanced.publicationName", a.PublicationName))
+	add(checkSlotName(a.SlotName))
+	if _, _, err := splitTableName(a.WatermarksTable); err != nil {
+		add(fmt.Errorf(`"advanced.watermarksTable" must be schema-qualified as <schema>.<table>, such as %q: %w`, DefaultWatermarksTable, err))
+	}
+	for entry := range strings.SplitSeq(a.SkipBackfills, ",") {
+		if entry = strings.TrimSpace(entry); entry == "" {
+			continue
+		}
+		if _, _, err := splitTableName(entry); err != nil {
+			add(fmt.Errorf(`"advanced.skip_backfills" must be a comma-separated list of <schema>.<table> names, such as "public.orders, sales.items": entry %w`, err))
+		}
+	}
+	if a.SSLMode != "" && !slices.Contains(sslModes, a.SSLMode) {
+		add(fmt.Errorf(`"advanced.sslmode" %q is not a valid mode: use one of %s`, a.SSLMode, strings.Join(sslModes, ", ")))
+	}
+	if a.SSLCA != "" {
+		if _, err := parseCertPool(a.SSLCA); err != nil {
+			add(fmt.Errorf(`"advanced.ssl_ca" %w`, err))
+		}
+	}
+	switch {
+	case a.SSLCert != "" && a.SSLKey == "":
+		add(errors.New(`"advanced.ssl_cert" is set without "advanced.ssl_key": a client certificate needs its private key`))
+	case a.SSLCert == "" && a.SSLKey != "":
+		add(errors.New(`"advanced.ssl_key" is set without "advanced.ssl_cert": a client key needs its certificate`))
+	case a.SSLCert != "":
+		if _, err := parseClientCertificate(a.SSLCert, a.SSLKey); err != nil {
+			add(err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (f *SSHForwarding) validate() error {
+	var errs []error
+	if f.SSHEndpoint == "" {
+		errs = append(errs, errors.New(`"networkTunnel.sshForwarding.sshEndpoint" is required for an SSH tunnel: set it to ssh://user@host[:port]`))
+	} else if _, _, err := sshtunnel.ParseEndpoint(f.SSHEndpoint); err != nil {
+		// The tunnel's own parser, so that what passes here also opens there.
+		errs = append(errs, err)
+	}
+	if f.PrivateKey == "" {
+		errs = append(errs, errors.New(`"networkTunnel.sshForwarding.privateKey" is required for an SSH tunnel: paste the private key that authenticates the SSH user`))
+	} else if _, err := ssh.ParsePrivateKey([]byte(f.PrivateKey)); err != nil {
+		if _, ok := errors.AsType[*ssh.PassphraseMissingError](err); ok {
+			errs = append(errs, errors.New(`"networkTunnel.sshForwarding.privateKey" is protected by a passphrase: provide an unencrypted key`))
+		} else {
+			errs = append(errs, fmt.Errorf(`"networkTunnel.sshForwarding.privateKey" is not a valid SSH private key in PEM or OpenSSH format (%v)`, err))
+		}
+	}
+	if f.HostKey != "" && !isPublicKey(f.HostKey) {
+		errs = append(errs, errors.New(`"networkTunnel.sshForwarding.hostKey" is not a public key as written in known_hosts or authorized_keys, such as "ssh-ed25519 AAAA..."`))
+	}
+	return errors.Join(errs...)
+}
+
+// HostPort returns the host and port of the database. Its result is
+// meaningful only for a configuration that passed Validate.
+func (e *Endpoint) HostPort() (host string, port uint16) {
+	host, port, _ = splitAddress(e.Address)
+	return host, port
+}
+
+// Watermarks returns the schema and name of the watermarks table. Its result
+// is meaningful only for a configuration that passed Validate.
+func (e *Endpoint) Watermarks() (schema, table string) {
+	schema, table, _ = splitTableName(e.Advanced.WatermarksTable)
+	return schema, table
+}
+
+// SkipBackfillTables returns the tables named in skip_backfills as
+// "schema.table", without surrounding spaces, empty entries or duplicates.
+// Names are exact (case-sensitive), as they appear in the catalog.
+func (e *Endpoint) SkipBackfillTables() []string {
+	var tables []string
+	for entry := range strings.SplitSeq(e.Advanced.SkipBackfills, ",") {
+		schema, table, err := splitTableName(strings.TrimSpace(entry))
+		if err != nil {
+			continue
+		}
+		name := schema + "." + table
+		if !slices.Contains(tables, name) {
+			tables = append(tables, name)
+		}
+	}
+	return tables
+}
+
+// Redacted returns a copy of the configuration that is safe to log: secrets
+// that are set are replaced by "REDACTED", and empty ones stay empty so the
+// log still shows whether they were given.
+func (e *Endpoint) Redacted() Endpoint {
+	const redacted = "REDACTED"
+	c := *e
+	if c.Password != "" {
+		c.Password = redacted
+	}
+	if c.Advanced.SSLKey != "" {
+		c.Advanced.SSLKey = redacted
+	}
+	if e.NetworkTunnel != nil {
+		tunnel := *e.NetworkTunnel
+		if f := tunnel.SSHForwarding; f != nil {
+			forwarding := *f
+			if forwarding.PrivateKey != "" {
+				forwarding.PrivateKey = redacted
+			}
+			tunnel.SSHForwarding = &forwarding
+		}
+		c.NetworkTunnel = &tunnel
+	}
+	return c
+}
+
+// sslMode returns the effective sslmode, which is libpq's default when unset.
+func (a *Advanced) sslMode() string {
+	if a.SSLMode == "" {
+		return DefaultSSLMode
+	}
+	return a.SSLMode
+}
+
+// splitAddress splits "host", "host:port", "[ipv6]" or "[ipv6]:port" into
+// host and port.
+func splitAddress(address string) (host string, port uint16, err error) {
+	if strings.Contains(address, "://") {
+		// The URL is deliberately not echoed: it may hold a password.
+		return "", 0, errors.New(`must be host or host:port, not a URL: put the database name in "database" and the credentials in "user" and "password"`)
+	}
+	if ip := net.ParseIP(address); ip != nil && strings.Contains(address, ":") {
+		// Refused because "2001:db8::1:5432" could mean either port.
+		return "", 0, fmt.Errorf("%q is an IPv6 address without brackets: write it as [%s], or [%s]:5432 with a port", address, address, address)
+	}
+	if inner, ok := strings.CutPrefix(address, "["); ok && strings.HasSuffix(inner, "]") {
+		address = strings.TrimSuffix(inner, "]")
+		if net.ParseIP(address) == nil {
+			return "", 0, fmt.Errorf("has %q in brackets, which is not an IP address; only IPv6 addresses are written in brackets", address)
+		}
+		return address, DefaultPort, nil
+	}
+	if !strings.Contains(address, ":") {
+		host = address
+		port = DefaultPort
+	} else {
+		var portText string
+		host, portText, err = net.SplitHostPort(address)
+		if err != nil {
+			return "", 0, fmt.Errorf("%q is not of the form host or host:port (write an IPv6 address with a port as [2001:db8::1]:5432)", address)
+		}
+		n, err := strconv.ParseUint(portText, 10, 16)
+		if err != nil || n == 0 {
+			return "", 0, fmt.Errorf("has port %q, which is invalid: use a number from 1 to 65535, or omit it for %d", portText, DefaultPort)
+		}
+		port = uint16(n)
+		if strings.HasPrefix(address, "[") && net.ParseIP(host) == nil {
+			return "", 0, fmt.Errorf("has %q in brackets, which is not an IP address; only IPv6 addresses are written in brackets", host)
+		}
+	}
+	if host == "" {
+		return "", 0, errors.New("has no host name")
+	}
+	// Commas would make pgconn try several hosts, and a slash a Unix socket.
+	if i := strings.IndexAny(host, " \t\r\n,/@?#"); i >= 0 {
+		return "", 0, fmt.Errorf("has host %q, which contains %q, a character host names cannot contain", host, string(host[i]))
+	}
+	return host, port, nil
+}
+
+// splitTableName splits "schema.table". Names are taken as written, without
+// SQL quoting or case folding, so they match the catalog exactly.
+func splitTableName(name string) (schema, table string, err error) {
+	schema, table, ok := strings.Cut(name, ".")
+	switch {
+	case !ok:
+		return "", "", fmt.Errorf("%q has no schema", name)
+	case strings.Contains(table, "."):
+		return "", "", fmt.Errorf("%q has more than one dot", name)
+	case strings.TrimSpace(schema) != schema || strings.TrimSpace(table) != table:
+		return "", "", fmt.Errorf("%q has spaces around the dot", name)
+	case schema == "" || table == "":
+		return "", "", fmt.Errorf("%q has an empty schema or table name", name)
+	}
+	return schema, table, nil
+}
+
+// maxIdentifierLength is PostgreSQL's NAMEDATALEN-1. Longer names are
+// silently truncated by the server, so the connector would later look for an
+// object that does not exist under the configured name.
+const maxIdentifierLength = 63
+
+func checkName(field, value string) error {
+	switch {
+	case value == "":
+		return fmt.Errorf("%q must not be empty", field)
+	case strings.IndexByte(value, 0) >= 0:
+		return fmt.Errorf("%q must not contain a NUL character", field)
+	}
+	return nil
+}
+
+func checkIdentifier(field, value string) error {
+	if err := checkName(field, value); err != nil {
+		return err
+	}
+	if len(value) > maxIdentifierLength {
+		return fmt.Errorf("%q is %d bytes long; PostgreSQL names are at most %d bytes", field, len(value), maxIdentifierLength)
+	}
+	return nil
+}
+
+// checkSlotName applies the server's rule for replication slot names, which
+// otherwise fails only when the slot is first created.
+func checkSlotName(name string) error {
+	valid := name != "" && len(name) <= maxIdentifierLength
+	for _, c := range []byte(name) {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_') {
+			valid = false
+		}
+	}
+	if !valid {
+		return fmt.Errorf(`"advanced.slotName" %q is not a valid replication slot name: use only lower-case letters, digits and underscores, at most %d of them, such as %q`,
+			name, maxIdentifierLength, DefaultSlotName)
+	}
+	return nil
+}
+
+// isPublicKey reports whether every non-blank line of keys is an SSH public
+// key in authorized_keys form ("ssh-ed25519 AAAA... comment"). A known_hosts
+// line ("host ssh-ed25519 AAAA...") also passes, its host name reading as
+// authorized_keys options, which is how the tunnel parses it too.
+func isPublicKey(keys string) bool {
+	rest := []byte(keys)
+	for len(bytes.TrimSpace(rest)) > 0 {
+		var err error
+		if _, _, _, rest, err = ssh.ParseAuthorizedKey(rest); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// parseCertPool parses one or more PEM certificates into a pool.
+func parseCertPool(pemText string) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	rest := []byte(pemText)
+	for n := 1; ; n++ {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			if n == 1 {
+				return nil, errors.New(`contains no PEM certificate: paste the CA certificate, from "-----BEGIN CERTIFICATE-----" to "-----END CERTIFICATE-----"`)
+			}
+			return pool, nil
+		}
+		if block.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf(`has a %q in PEM block %d, where only a "CERTIFICATE" belongs`, block.Type, n)
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("has a certificate in PEM block %d that cannot be parsed: %w", n, err)
+		}
+		pool.AddCert(cert)
+	}
+}
+
+// parseClientCertificate parses the client certificate and key. Its errors
+// never quote the key.
+func parseClientCertificate(certPEM, keyPEM string) (tls.Certificate, error) {
+	if block, _ := pem.Decode([]byte(keyPEM)); block == nil {
+		return tls.Certificate{}, errors.New(`"advanced.ssl_key" contains no PEM private key: paste it from "-----BEGIN ... PRIVATE KEY-----" to the matching END line`)
+	} else if block.Type == "ENCRYPTED PRIVATE KEY" || block.Headers["Proc-Type"] != "" {
+		return tls.Certificate{}, errors.New(`"advanced.ssl_key" is encrypted: provide the key without a passphrase`)
+	}
+	cert, err := tls.X509KeyPair([]byte(certPEM), []byte(keyPEM))
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf(`"advanced.ssl_cert" and "advanced.ssl_key" are not a usable certificate and key pair: %w`, err)
+	}
+	return cert, nil
+}

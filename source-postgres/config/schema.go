@@ -1,0 +1,81 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/invopop/jsonschema"
+)
+
+// ConfigSchema returns the JSON schema of the endpoint configuration, with the
+// annotations Flow's UI understands: "secret" and "multiline" fields, "order"
+// of fields within each object, and the "advanced" options section.
+func ConfigSchema() json.RawMessage {
+	return reflectSchema(&Endpoint{}, "PostgreSQL Connection")
+}
+
+// ResourceSchema returns the JSON schema of a binding's resource configuration.
+func ResourceSchema() json.RawMessage {
+	return reflectSchema(&Resource{}, "PostgreSQL Table")
+}
+
+// JSONSchemaExtend sets the defaults of the endpoint schema from the same
+// constants Parse applies.
+func (Endpoint) JSONSchemaExtend(s *jsonschema.Schema) {
+	setDefault(s, "database", DefaultDatabase)
+	setDefault(s, "user", DefaultUser)
+}
+
+// JSONSchemaExtend sets the defaults of the advanced options schema from the
+// same constants Parse applies.
+func (Advanced) JSONSchemaExtend(s *jsonschema.Schema) {
+	setDefault(s, "backfill_chunk_size", DefaultBackfillChunkSize)
+	setDefault(s, "publicationName", DefaultPublicationName)
+	setDefault(s, "slotName", DefaultSlotName)
+	setDefault(s, "watermarksTable", DefaultWatermarksTable)
+	setDefault(s, "sslmode", DefaultSSLMode)
+}
+
+func setDefault(s *jsonschema.Schema, property string, value any) {
+	if p, ok := s.Properties.Get(property); ok {
+		p.Default = value
+	}
+}
+
+func reflectSchema(v any, title string) json.RawMessage {
+	r := jsonschema.Reflector{
+		Anonymous:                  true,
+		DoNotReference:             true, // Flow's UI renders inline schemas best.
+		ExpandedStruct:             true,
+		RequiredFromJSONSchemaTags: true,
+	}
+	s := r.Reflect(v)
+	s.Title = title
+	setOrder(s)
+
+	out, err := json.Marshal(s)
+	if err != nil {
+		// The schema is built from this package's own types, so this is a
+		// programming error that TestConfigSchemaGolden catches, like a
+		// regexp.MustCompile of a bad constant.
+		panic(fmt.Sprintf("config: marshaling the JSON schema of %T: %v", v, err))
+	}
+	return out
+}
+
+// setOrder gives every property an "order" annotation that follows the field
+// order of its struct, because UIs otherwise sort fields alphabetically.
+func setOrder(s *jsonschema.Schema) {
+	if s.Properties == nil {
+		return
+	}
+	order := 0
+	for _, p := range s.Properties.FromOldest() {
+		if p.Extras == nil {
+			p.Extras = make(map[string]any)
+		}
+		p.Extras["order"] = order
+		order++
+		setOrder(p)
+	}
+}
