@@ -93,6 +93,13 @@ func StartPostgres(t testing.TB, opts Options) *Postgres {
 	return p
 }
 
+// Launch initializes and starts a new cluster outside of a test, for tools
+// such as the demo. The caller must Destroy it.
+func Launch(opts Options) (*Postgres, error) { return startCluster(opts) }
+
+// Destroy stops a cluster started by Launch and deletes its files.
+func (p *Postgres) Destroy() error { return p.destroy() }
+
 // The shared server is package state by necessity: it outlives any one test
 // so that a test binary pays for initdb once.
 var shared struct {

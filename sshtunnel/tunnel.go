@@ -1,0 +1,303 @@
+// Package sshtunnel reaches a database through an SSH server, the way
+// "ssh -L" does but inside the process: each connection is an SSH
+// direct-tcpip channel, so no local port is opened. One Tunnel carries any
+// number of concurrent connections over a single SSH connection.
+package sshtunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/crypto/ssh"
+)
+
+const (
+	// DefaultKeepaliveInterval is used when Config.KeepaliveInterval is zero.
+	DefaultKeepaliveInterval = 30 * time.Second
+	// DefaultConnectTimeout bounds Open's dial, handshake and authentication
+	// when the context has no earlier deadline.
+	DefaultConnectTimeout = 20 * time.Second
+
+	keepaliveRequest = "keepalive@openssh.com"
+)
+
+// Config describes how to reach the SSH server.
+type Config struct {
+	// Endpoint is the SSH server, as ssh://user@host[:port]; see ParseEndpoint.
+	Endpoint string
+	// PrivateKey authenticates the user: an unencrypted PEM-encoded Ed25519,
+	// ECDSA or RSA key in OpenSSH, PKCS#1, SEC 1 or PKCS#8 form.
+	PrivateKey string
+	// HostKey optionally pins the server's public host key, in
+	// authorized_keys format ("ssh-ed25519 AAAA..."); several lines pin
+	// several keys, any of which is accepted. Empty trusts whatever key the
+	// server presents, logging a warning with its fingerprint.
+	HostKey string
+	// KeepaliveInterval is how often the server is probed, and how long it
+	// may take to answer before the tunnel is considered dead. Zero means
+	// DefaultKeepaliveInterval.
+	KeepaliveInterval time.Duration
+	// Logger receives the warning about an unpinned host key. Nil means
+	// logrus's standard logger, so that the warning is never lost.
+	Logger logrus.FieldLogger
+}
+
+// Tunnel is an open SSH connection through which DialContext reaches hosts
+// on the SSH server's network. It is safe for concurrent use.
+type Tunnel struct {
+	client *ssh.Client
+	server string // host:port of the SSH server, for messages
+	done   chan struct{}
+
+	mu  sync.Mutex
+	err error // why the tunnel ended; set once, before done is closed
+}
+
+// Open connects and authenticates to the SSH server described by cfg. It
+// gives up when ctx ends or after DefaultConnectTimeout, whichever is first.
+// Once open, the tunnel probes the server every cfg.KeepaliveInterval and
+// closes itself if a probe goes unanswered.
+func Open(ctx context.Context, cfg Config) (*Tunnel, error) {
+	user, server, err := ParseEndpoint(cfg.Endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("ssh tunnel: %w", err)
+	}
+	signer, err := parsePrivateKey(cfg.PrivateKey)
+	if err != nil {
+		return nil, err
+	}
+	interval := cfg.KeepaliveInterval
+	switch {
+	case interval == 0:
+		interval = DefaultKeepaliveInterval
+	case interval < 0:
+		return nil, fmt.Errorf("ssh tunnel: the keepalive interval %s is negative", interval)
+	}
+	verifier := &hostKeyVerifier{logger: cfg.Logger}
+	if verifier.logger == nil {
+		verifier.logger = logrus.StandardLogger()
+	}
+	if strings.TrimSpace(cfg.HostKey) != "" {
+		if verifier.pinned, err = parseHostKeys(cfg.HostKey); err != nil {
+			return nil, err
+		}
+	}
+	clientConfig := &ssh.ClientConfig{
+		User:              user,
+		Auth:              []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback:   verifier.check,
+		HostKeyAlgorithms: verifier.algorithms(),
+	}
+
+	ctx, cancel := context.WithTimeoutCause(ctx, DefaultConnectTimeout,
+		fmt.Errorf("gave up after %s", DefaultConnectTimeout))
+	defer cancel()
+
+	var dialer net.Dialer
+	conn, err := dialer.DialContext(ctx, "tcp", server)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("ssh tunnel: connecting to SSH server %s: %w", server, context.Cause(ctx))
+		}
+		return nil, fmt.Errorf("ssh tunnel: SSH server %s is unreachable: %w; check %s and that the server accepts connections from here",
+			server, err, endpointField)
+	}
+	// The handshake takes no context, so closing the connection is what
+	// interrupts it when ctx ends.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	sshConn, chans, reqs, err := ssh.NewClientConn(conn, server, clientConfig)
+	if !stop() {
+		if err == nil {
+			sshConn.Close()
+		}
+		return nil, fmt.Errorf("ssh tunnel: SSH handshake with %s: %w", server, context.Cause(ctx))
+	}
+	if err != nil {
+		return nil, handshakeError(err, server, user, signer, verifier)
+	}
+
+	t := &Tunnel{
+		client: ssh.NewClient(sshConn, chans, reqs),
+		server: server,
+		done:   make(chan struct{}),
+	}
+	go t.watch()
+	go t.keepalive(interval)
+	return t, nil
+}
+
+// handshakeError explains why the SSH handshake failed.
+func handshakeError(err error, server, user string, signer ssh.Signer, verifier *hostKeyVerifier) error {
+	if mismatch, ok := errors.AsType[*hostKeyMismatchError](err); ok {
+		return fmt.Errorf("ssh tunnel: %w", mismatch)
+	}
+	// x/crypto has no distinct error type for refused authentication, so
+	// this matches its message; other failures after key exchange (such as
+	// a dropped connection) keep their own description.
+	if verifier.passedKeyExchange() && strings.Contains(err.Error(), "unable to authenticate") {
+		return fmt.Errorf("ssh tunnel: SSH server %s refused authentication for user %q: check that %s is right "+
+			"and that its public key (%s %s) is in that user's authorized_keys on the server: %w",
+			server, user, privateKeyField, signer.PublicKey().Type(), ssh.FingerprintSHA256(signer.PublicKey()), err)
+	}
+	return fmt.Errorf("ssh tunnel: SSH handshake with %s: %w", server, err)
+}
+
+// watch records why the SSH connection ended and announces it.
+func (t *Tunnel) watch() {
+	err := t.client.Wait()
+	if err == nil || errors.Is(err, io.EOF) {
+		err = errors.New("the server closed the connection")
+	}
+	t.fail(fmt.Errorf("ssh tunnel: connection to SSH server %s lost: %w", t.server, err))
+	close(t.done)
+}
+
+// keepalive probes the server every interval and ends the tunnel if a probe
+// goes unanswered for an interval. Without it a silently vanished server (a
+// dropped NAT mapping, a frozen host) would leave every connection hanging
+// until TCP gives up, which takes hours.
+func (t *Tunnel) keepalive(interval time.Duration) {
+	timer := time.NewTimer(interval)
+	defer timer.Stop()
+	replies := make(chan error, 1)
+	for {
+		select {
+		case <-t.done:
+			return
+		case <-timer.C:
+		}
+		go func() {
+			// Servers answer unknown requests with a failure, which is as good
+			// a sign of life as success.
+			_, _, err := t.client.SendRequest(keepaliveRequest, true, nil)
+			replies <- err
+		}()
+		timer.Reset(interval)
+		select {
+		case <-t.done:
+			return
+		case <-replies:
+			// An error means the connection is gone, which watch reports.
+		case <-timer.C:
+			t.fail(fmt.Errorf("ssh tunnel: SSH server %s did not answer a keepalive within %s", t.server, interval))
+			return
+		}
+		timer.Reset(interval)
+	}
+}
+
+// fail ends the tunnel, keeping the first reason given.
+func (t *Tunnel) fail(err error) {
+	t.mu.Lock()
+	if t.err == nil {
+		t.err = err
+	}
+	t.mu.Unlock()
+	t.client.Close()
+}
+
+// DialContext connects to addr, as resolved and reached by the SSH server.
+// Only TCP is supported; plug it into pgconn.Config.DialFunc. The returned
+// connection supports deadlines. If the tunnel has ended, DialContext fails
+// at once with an error wrapping the reason.
+func (t *Tunnel) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	if err := t.cause(); err != nil {
+		return nil, &tunnelDownError{addr: addr, cause: err}
+	}
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+	default:
+		return nil, fmt.Errorf("ssh tunnel: dialing %s: network %q is not supported, only tcp", addr, network)
+	}
+	// Checked here so that any error from the dial below is about the
+	// channel or the SSH connection.
+	if _, port, err := net.SplitHostPort(addr); err != nil {
+		return nil, fmt.Errorf("ssh tunnel: dialing %q: %w", addr, err)
+	} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return nil, fmt.Errorf("ssh tunnel: dialing %q: the port is not a number from 0 to 65535", addr)
+	}
+
+	channel, err := t.client.DialContext(ctx, network, addr)
+	if err == nil {
+		return newChannelConn(channel, network, addr), nil
+	}
+	if openErr, ok := errors.AsType[*ssh.OpenChannelError](err); ok {
+		return nil, fmt.Errorf("ssh tunnel: dialing %s through SSH server %s: %w%s", addr, t.server, err, dialHint(openErr, addr))
+	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("ssh tunnel: dialing %s through SSH server %s: %w", addr, t.server, err)
+	}
+	// Anything else means the SSH connection failed, which watch (or the
+	// keepalive, if the connection is only half dead) is about to record.
+	select {
+	case <-t.done:
+		return nil, &tunnelDownError{addr: addr, cause: t.Err()}
+	case <-ctx.Done():
+		return nil, fmt.Errorf("ssh tunnel: dialing %s through SSH server %s: %w", addr, t.server, err)
+	}
+}
+
+// tunnelDownError is a dial through a tunnel that has ended. It unwraps to
+// the reason, whose "ssh tunnel: " prefix it does not repeat.
+type tunnelDownError struct {
+	addr  string
+	cause error
+}
+
+func (e *tunnelDownError) Error() string {
+	return fmt.Sprintf("ssh tunnel: dialing %s: the tunnel is down: %s", e.addr, strings.TrimPrefix(e.cause.Error(), "ssh tunnel: "))
+}
+
+func (e *tunnelDownError) Unwrap() error { return e.cause }
+
+// dialHint suggests a fix for a refused direct-tcpip channel.
+func dialHint(err *ssh.OpenChannelError, addr string) string {
+	switch err.Reason {
+	case ssh.Prohibited:
+		return "; the SSH server does not allow TCP forwarding for this user (see AllowTcpForwarding and PermitOpen in its sshd_config)"
+	case ssh.ConnectionFailed:
+		return fmt.Sprintf("; the SSH server could not connect to %s: check the database address as seen from the SSH server", addr)
+	}
+	return ""
+}
+
+// Done returns a channel that is closed when the tunnel has ended, through
+// Close or a failure.
+func (t *Tunnel) Done() <-chan struct{} { return t.done }
+
+// Err returns why the tunnel ended, or nil while it is open. After Close it
+// wraps net.ErrClosed.
+func (t *Tunnel) Err() error {
+	select {
+	case <-t.done:
+	default:
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err
+}
+
+// cause returns why the tunnel is ending, as soon as that is decided and
+// perhaps before Done is closed.
+func (t *Tunnel) cause() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err
+}
+
+// Close ends the tunnel and every connection made through it. It waits until
+// the SSH connection is closed and always returns nil.
+func (t *Tunnel) Close() error {
+	t.fail(fmt.Errorf("ssh tunnel: the tunnel was closed: %w", net.ErrClosed))
+	<-t.done
+	return nil
+}

@@ -1,0 +1,179 @@
+package testsupport
+
+import (
+	"bytes"
+	"encoding/pem"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+func TestGenerateKey(t *testing.T) {
+	tests := []struct {
+		kind, pemType, keyType string
+	}{
+		{"rsa-pem", "RSA PRIVATE KEY", ssh.KeyAlgoRSA},
+		{"rsa-pkcs8", "PRIVATE KEY", ssh.KeyAlgoRSA},
+		{"rsa-openssh", "OPENSSH PRIVATE KEY", ssh.KeyAlgoRSA},
+		{"ed25519-openssh", "OPENSSH PRIVATE KEY", ssh.KeyAlgoED25519},
+		{"ed25519-pkcs8", "PRIVATE KEY", ssh.KeyAlgoED25519},
+		{"ecdsa-pem", "EC PRIVATE KEY", ssh.KeyAlgoECDSA256},
+		{"ecdsa-pkcs8", "PRIVATE KEY", ssh.KeyAlgoECDSA256},
+		{"ecdsa-openssh", "OPENSSH PRIVATE KEY", ssh.KeyAlgoECDSA256},
+	}
+	if len(tests) != len(SSHKeyKinds()) {
+		t.Fatalf("the test covers %d kinds, SSHKeyKinds lists %d", len(tests), len(SSHKeyKinds()))
+	}
+	for _, tt := range tests {
+		t.Run(tt.kind, func(t *testing.T) {
+			privatePEM, authorized := GenerateKey(t, tt.kind)
+			block, _ := pem.Decode([]byte(privatePEM))
+			if block == nil || block.Type != tt.pemType {
+				t.Fatalf("got PEM block %v, want type %q", block, tt.pemType)
+			}
+			signer, err := ssh.ParsePrivateKey([]byte(privatePEM))
+			if err != nil {
+				t.Fatalf("parsing the private key: %v", err)
+			}
+			public, _, _, _, err := ssh.ParseAuthorizedKey([]byte(authorized))
+			if err != nil {
+				t.Fatalf("parsing the authorized key %q: %v", authorized, err)
+			}
+			if public.Type() != tt.keyType {
+				t.Errorf("got key type %q, want %q", public.Type(), tt.keyType)
+			}
+			if !bytes.Equal(public.Marshal(), signer.PublicKey().Marshal()) {
+				t.Error("the authorized key is not the private key's public key")
+			}
+		})
+	}
+}
+
+func TestSSHD(t *testing.T) {
+	privatePEM, authorized := GenerateKey(t, "ed25519-openssh")
+	s := StartSSHD(t, authorized)
+
+	user, addr := splitSSHEndpoint(t, s.Endpoint())
+	hostKey, _, _, _, err := ssh.ParseAuthorizedKey([]byte(s.HostKey()))
+	if err != nil {
+		t.Fatalf("parsing HostKey %q: %v", s.HostKey(), err)
+	}
+	signer, err := ssh.ParsePrivateKey([]byte(privatePEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := &ssh.ClientConfig{
+		User:              user,
+		Auth:              []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback:   ssh.FixedHostKey(hostKey),
+		HostKeyAlgorithms: []string{hostKey.Type()},
+		Timeout:           10 * time.Second,
+	}
+
+	t.Run("refuses an unknown key", func(t *testing.T) {
+		otherPEM, _ := GenerateKey(t, "ed25519-openssh")
+		other, err := ssh.ParsePrivateKey([]byte(otherPEM))
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused := *config
+		refused.Auth = []ssh.AuthMethod{ssh.PublicKeys(other)}
+		if client, err := ssh.Dial("tcp", addr, &refused); err == nil {
+			client.Close()
+			t.Fatal("sshd accepted a key that is not in authorized_keys")
+		}
+	})
+
+	client, err := ssh.Dial("tcp", addr, config)
+	if err != nil {
+		t.Fatalf("logging in to %s: %v", s.Endpoint(), err)
+	}
+	defer client.Close()
+
+	t.Run("forwards TCP", func(t *testing.T) {
+		echo := startSSHEcho(t)
+		conn, err := client.Dial("tcp", echo)
+		if err != nil {
+			t.Fatalf("opening a direct-tcpip channel to %s: %v", echo, err)
+		}
+		defer conn.Close()
+		if _, err := conn.Write([]byte("ping\n")); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, 5)
+		if _, err := io.ReadFull(conn, got); err != nil || string(got) != "ping\n" {
+			t.Fatalf("echo through the tunnel: got %q, %v", got, err)
+		}
+	})
+
+	t.Run("Suspend silences the server", func(t *testing.T) {
+		s.Suspend()
+		replied := make(chan struct{})
+		go func() {
+			client.SendRequest("keepalive@openssh.com", true, nil)
+			close(replied)
+		}()
+		// Proving silence takes waiting; a live sshd answers in microseconds.
+		select {
+		case <-replied:
+			t.Fatal("a suspended sshd answered a request")
+		case <-time.After(300 * time.Millisecond):
+		}
+	})
+
+	t.Run("Stop drops connections", func(t *testing.T) {
+		s.Stop()
+		dropped := make(chan error, 1)
+		go func() { dropped <- client.Wait() }()
+		select {
+		case <-dropped:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the SSH connection survived Stop")
+		}
+		if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			conn.Close()
+			t.Fatal("sshd still accepts connections after Stop")
+		}
+		s.Stop() // a second Stop is harmless
+	})
+}
+
+// splitSSHEndpoint splits "ssh://user@host:port".
+func splitSSHEndpoint(t *testing.T, endpoint string) (user, addr string) {
+	t.Helper()
+	user, addr, ok := strings.Cut(strings.TrimPrefix(endpoint, "ssh://"), "@")
+	if !ok || !strings.HasPrefix(endpoint, "ssh://") {
+		t.Fatalf("Endpoint() = %q, want ssh://user@host:port", endpoint)
+	}
+	return user, addr
+}
+
+// startSSHEcho runs a TCP echo server and returns its address.
+func startSSHEcho(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if errors.Is(err, net.ErrClosed) {
+				return
+			} else if err != nil {
+				continue
+			}
+			go func() {
+				defer conn.Close()
+				io.Copy(conn, conn)
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
