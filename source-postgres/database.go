@@ -1,0 +1,323 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/sirupsen/logrus"
+
+	"pgcapture/source-postgres/backfill"
+	"pgcapture/source-postgres/config"
+	"pgcapture/source-postgres/discovery"
+	"pgcapture/source-postgres/pgtypes"
+	"pgcapture/source-postgres/replication"
+	"pgcapture/sqlcapture"
+	"pgcapture/sshtunnel"
+)
+
+// database is a connected PostgreSQL source. It implements sqlcapture.Database.
+type database struct {
+	cfg    *config.Endpoint
+	log    logrus.FieldLogger
+	tunnel *sshtunnel.Tunnel
+	conn   *pgx.Conn
+	types  *pgtypes.Registry
+	tables map[sqlcapture.StreamID]*discovery.Table
+
+	// Set by prepareCapture.
+	chunks  map[sqlcapture.StreamID]*backfill.Table
+	scanner *backfill.Scanner
+	xids    *backfill.CommittedXIDs
+}
+
+// connect opens the query connection (through the SSH tunnel when one is
+// configured) and discovers the database's tables.
+func connect(ctx context.Context, cfg *config.Endpoint, log logrus.FieldLogger) (*database, error) {
+	db := &database{cfg: cfg, log: log}
+	if f := cfg.NetworkTunnel; f != nil && f.SSHForwarding != nil {
+		t, err := sshtunnel.Open(ctx, sshtunnel.Config{
+			Endpoint:   f.SSHForwarding.SSHEndpoint,
+			PrivateKey: f.SSHForwarding.PrivateKey,
+			HostKey:    f.SSHForwarding.HostKey,
+			Logger:     log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		db.tunnel = t
+	}
+	pcfg, err := db.connConfig(false)
+	if err != nil {
+		db.close(ctx)
+		return nil, err
+	}
+	cc, err := pgx.ParseConfig("")
+	if err != nil {
+		db.close(ctx)
+		return nil, err
+	}
+	cc.Config = *pcfg
+	// Every statement is issued once per chunk or once per session, so
+	// caching prepared statements buys nothing.
+	cc.DefaultQueryExecMode = pgx.QueryExecModeExec
+	if db.conn, err = pgx.ConnectConfig(ctx, cc); err != nil {
+		db.close(ctx)
+		return nil, config.ExplainConnectError(err, cfg)
+	}
+	if db.types, err = pgtypes.LoadRegistry(ctx, db.conn); err != nil {
+		db.close(ctx)
+		return nil, fmt.Errorf("loading the database's types: %w", err)
+	}
+	wmSchema, wmTable := cfg.Watermarks()
+	tables, err := discovery.ListTables(ctx, db.conn, db.types, discovery.Options{
+		Publication:      cfg.Advanced.PublicationName,
+		WatermarksSchema: wmSchema,
+		WatermarksTable:  wmTable,
+	})
+	if err != nil {
+		db.close(ctx)
+		return nil, fmt.Errorf("discovering tables: %w", err)
+	}
+	db.tables = make(map[sqlcapture.StreamID]*discovery.Table, len(tables))
+	for _, t := range tables {
+		db.tables[sqlcapture.StreamID{Schema: t.Schema, Table: t.Name}] = t
+	}
+	return db, nil
+}
+
+func (db *database) connConfig(replication bool) (*pgconn.Config, error) {
+	params := pgtypes.SessionParams()
+	if replication {
+		params["replication"] = "database"
+	}
+	var dial config.DialFunc
+	if db.tunnel != nil {
+		dial = db.tunnel.DialContext
+	}
+	return db.cfg.ConnConfig(params, dial)
+}
+
+func (db *database) close(ctx context.Context) {
+	if db.conn != nil {
+		db.conn.Close(ctx)
+	}
+	if db.tunnel != nil {
+		db.tunnel.Close()
+	}
+}
+
+func (db *database) watermarks() sqlcapture.StreamID {
+	schema, table := db.cfg.Watermarks()
+	return sqlcapture.StreamID{Schema: schema, Table: table}
+}
+
+func (db *database) quotedWatermarks() string {
+	wm := db.watermarks()
+	return discovery.QuoteIdent(wm.Schema) + "." + discovery.QuoteIdent(wm.Table)
+}
+
+// checkPrerequisites reports every reason the capture of tables cannot run.
+func (db *database) checkPrerequisites(ctx context.Context, tables []*discovery.Table) error {
+	var problems []string
+	var walLevel string
+	if err := db.conn.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel); err != nil {
+		return fmt.Errorf("reading wal_level: %w", err)
+	}
+	if walLevel != "logical" {
+		problems = append(problems, fmt.Sprintf("logical replication is not enabled: wal_level is %q; set it with ALTER SYSTEM SET wal_level = logical and restart PostgreSQL", walLevel))
+	}
+	var replicator bool
+	err := db.conn.QueryRow(ctx, `SELECT rolreplication OR rolsuper OR pg_has_role(current_user, 'rds_replication', 'member') IS TRUE
+		FROM pg_roles WHERE rolname = current_user`).Scan(&replicator)
+	if err != nil {
+		// rds_replication exists only on RDS: retry without it.
+		err = db.conn.QueryRow(ctx, `SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&replicator)
+	}
+	if err != nil {
+		return fmt.Errorf("reading the attributes of user %q: %w", db.cfg.User, err)
+	}
+	if !replicator {
+		problems = append(problems, fmt.Sprintf("user %q lacks the REPLICATION attribute: run ALTER USER %s WITH REPLICATION (on RDS/Aurora: GRANT rds_replication TO %s)", db.cfg.User, discovery.QuoteIdent(db.cfg.User), discovery.QuoteIdent(db.cfg.User)))
+	}
+	pub := db.cfg.Advanced.PublicationName
+	var exists bool
+	if err := db.conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", pub).Scan(&exists); err != nil {
+		return fmt.Errorf("looking up publication %q: %w", pub, err)
+	}
+	if !exists {
+		problems = append(problems, fmt.Sprintf("publication %q does not exist: create it with CREATE PUBLICATION %s FOR TABLE %s, <your tables> WITH (publish_via_partition_root = true)", pub, discovery.QuoteIdent(pub), db.quotedWatermarks()))
+	}
+	for _, t := range tables {
+		if t.Keyless {
+			problems = append(problems, fmt.Sprintf("table %s has no primary key or NOT NULL unique index; capturing keyless tables is not supported yet", t.QuotedName()))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("the capture cannot run:\n - %s", strings.Join(problems, "\n - "))
+	}
+	return nil
+}
+
+// prepareCapture readies the database for a capture session resuming at
+// cursor: the prerequisites hold, the watermarks table exists and is
+// published, and the replication slot exists and matches the cursor.
+func (db *database) prepareCapture(ctx context.Context, tables []*discovery.Table, cursor string) error {
+	if err := db.checkPrerequisites(ctx, tables); err != nil {
+		return err
+	}
+	if err := db.ensureWatermarks(ctx); err != nil {
+		return err
+	}
+	if err := db.ensureSlot(ctx, cursor); err != nil {
+		return err
+	}
+	db.xids = backfill.NewCommittedXIDs()
+	db.scanner = backfill.NewScanner(db.conn.PgConn(), db.xids, db.log)
+	db.chunks = make(map[sqlcapture.StreamID]*backfill.Table, len(tables))
+	for _, t := range tables {
+		bt, err := backfill.NewTable(t)
+		if err != nil {
+			return err
+		}
+		db.chunks[sqlcapture.StreamID{Schema: t.Schema, Table: t.Name}] = bt
+	}
+	return nil
+}
+
+func (db *database) ensureWatermarks(ctx context.Context) error {
+	wm := db.quotedWatermarks()
+	create := "CREATE TABLE IF NOT EXISTS " + wm + " (slot TEXT PRIMARY KEY, watermark TEXT)"
+	if _, err := db.conn.Exec(ctx, create); err != nil {
+		var exists bool
+		if qerr := db.conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", wm).Scan(&exists); qerr != nil || !exists {
+			return fmt.Errorf("the watermarks table %s does not exist and user %q cannot create it: run %s; GRANT ALL PRIVILEGES ON TABLE %s TO %s (%v)", wm, db.cfg.User, create, wm, discovery.QuoteIdent(db.cfg.User), err)
+		}
+	}
+	pub := db.cfg.Advanced.PublicationName
+	var published bool
+	err := db.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)`,
+		pub, db.watermarks().Schema, db.watermarks().Table).Scan(&published)
+	if err != nil {
+		return fmt.Errorf("checking that the watermarks table is in publication %q: %w", pub, err)
+	}
+	if !published {
+		alter := "ALTER PUBLICATION " + discovery.QuoteIdent(pub) + " ADD TABLE " + wm
+		if _, err := db.conn.Exec(ctx, alter); err != nil {
+			return fmt.Errorf("the watermarks table %s is not in publication %q and user %q cannot add it: run %s (%v)", wm, pub, db.cfg.User, alter, err)
+		}
+	}
+	return nil
+}
+
+// ensureSlot checks the replication slot against the capture's cursor. A
+// new capture (no cursor) gets a fresh slot; a resumed one needs its slot
+// intact and not ahead of the cursor, or changes would be silently lost.
+func (db *database) ensureSlot(ctx context.Context, cursor string) error {
+	slot := db.cfg.Advanced.SlotName
+	var (
+		dbName, plugin, walStatus, confirmed string
+		activePID                            *int32
+	)
+	err := db.conn.QueryRow(ctx, `SELECT database, COALESCE(plugin, ''), COALESCE(wal_status, ''),
+			COALESCE(confirmed_flush_lsn::text, ''), active_pid
+		FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&dbName, &plugin, &walStatus, &confirmed, &activePID)
+	missing := errors.Is(err, pgx.ErrNoRows)
+	if err != nil && !missing {
+		return fmt.Errorf("looking up replication slot %q: %w", slot, err)
+	}
+	recovery := "to recover, re-backfill every binding (bump their backfill counters, or reset the capture's state): the changes made while the slot was unusable cannot be replayed"
+	switch {
+	case !missing && dbName != db.cfg.Database:
+		return fmt.Errorf("replication slot %q belongs to database %q, not %q: choose another advanced.slotName for this capture", slot, dbName, db.cfg.Database)
+	case !missing && activePID != nil:
+		return fmt.Errorf("replication slot %q is in use by another process (pid %d): is another capture running with the same advanced.slotName?", slot, *activePID)
+	case !missing && plugin != "pgoutput":
+		return fmt.Errorf("replication slot %q uses the %q plugin, not pgoutput: drop it or choose another advanced.slotName", slot, plugin)
+	case missing && cursor != "":
+		return fmt.Errorf("replication slot %q no longer exists, but the capture's checkpoint resumes from %s: %s", slot, cursor, recovery)
+	case !missing && walStatus == "lost":
+		return fmt.Errorf("replication slot %q was invalidated by PostgreSQL (wal_status 'lost', usually max_slot_wal_keep_size): %s, after dropping the slot", slot, recovery)
+	case cursor == "":
+		// A new capture starts its stream where its backfills start: now.
+		if !missing {
+			if _, err := db.conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot); err != nil {
+				return fmt.Errorf("dropping replication slot %q to start a new capture: %w", slot, err)
+			}
+		}
+		if _, err := db.conn.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", slot); err != nil {
+			return fmt.Errorf("creating replication slot %q: %w", slot, err)
+		}
+		db.log.WithField("slot", slot).Info("created replication slot")
+		return nil
+	}
+	want, err := pglogrepl.ParseLSN(cursor)
+	if err != nil {
+		return fmt.Errorf("the capture's checkpointed cursor %q is not an LSN: %w", cursor, err)
+	}
+	have, err := pglogrepl.ParseLSN(confirmed)
+	if err != nil {
+		return fmt.Errorf("replication slot %q has no confirmed position", slot)
+	}
+	if have > want {
+		return fmt.Errorf("replication slot %q has been advanced to %s, past the capture's checkpoint at %s, so the changes in between are gone: %s", slot, have, want, recovery)
+	}
+	return nil
+}
+
+// StartReplication implements sqlcapture.Database.
+func (db *database) StartReplication(ctx context.Context, cursor string) (sqlcapture.ReplicationStream, error) {
+	var start pglogrepl.LSN
+	if cursor != "" {
+		var err error
+		if start, err = pglogrepl.ParseLSN(cursor); err != nil {
+			return nil, fmt.Errorf("the capture's checkpointed cursor %q is not an LSN: %w", cursor, err)
+		}
+	}
+	pcfg, err := db.connConfig(true)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pgconn.ConnectConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("opening the replication connection: %w", config.ExplainConnectError(err, db.cfg))
+	}
+	tables := make(map[sqlcapture.StreamID]*discovery.Table, len(db.chunks))
+	for id := range db.chunks {
+		tables[id] = db.tables[id]
+	}
+	s, err := replication.Start(ctx, conn, uint64(start), replication.Options{
+		Slot:        db.cfg.Advanced.SlotName,
+		Publication: db.cfg.Advanced.PublicationName,
+		Tables:      tables,
+		Watermarks:  db.watermarks(),
+		Types:       db.types,
+		Committed:   db.xids.Committed,
+		Logger:      db.log,
+	})
+	if err != nil {
+		conn.Close(ctx)
+		return nil, err
+	}
+	return s, nil
+}
+
+// ScanChunk implements sqlcapture.Database.
+func (db *database) ScanChunk(ctx context.Context, stream sqlcapture.StreamID, after []byte, offset int64, limit int, emit func(sqlcapture.Row) error) error {
+	t := db.chunks[stream]
+	if t == nil {
+		return fmt.Errorf("table %s is not captured", stream)
+	}
+	return db.scanner.ScanChunk(ctx, t, after, offset, limit, emit)
+}
+
+// WriteWatermark implements sqlcapture.Database.
+func (db *database) WriteWatermark(ctx context.Context, id string) error {
+	_, err := db.conn.Exec(ctx, "INSERT INTO "+db.quotedWatermarks()+" (slot, watermark) VALUES ($1, $2) ON CONFLICT (slot) DO UPDATE SET watermark = EXCLUDED.watermark",
+		db.cfg.Advanced.SlotName, id)
+	return err
+}

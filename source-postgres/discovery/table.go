@@ -1,0 +1,148 @@
+package discovery
+
+import (
+	"strings"
+	"unicode"
+
+	"pgcapture/source-postgres/pgtypes"
+)
+
+// Table is a capturable table.
+type Table struct {
+	// OID is the table's pg_class OID, which pgoutput Relation messages
+	// carry as the relation ID.
+	OID    uint32
+	Schema string
+	Name   string
+	// Columns are the table's columns in attnum order, generated columns
+	// included.
+	Columns []*Column
+	// Key names the key columns in key order: the primary key's; else those
+	// of a unique index (IsFallbackKey); else none (Keyless).
+	Key           []string
+	IsFallbackKey bool
+	Keyless       bool
+	// Partitioned is true for the root of a partitioned table.
+	Partitioned bool
+	// ReplicaIdentity is pg_class.relreplident: 'd' (default: the primary
+	// key), 'f' (full), 'i' (an index) or 'n' (nothing).
+	ReplicaIdentity byte
+}
+
+// Column is a column of a table.
+type Column struct {
+	Name string
+	// Position is the attnum, counting from 1; dropped columns leave gaps.
+	Position int
+	Type     *pgtypes.Type
+	// TypeName is the type as the server's format_type prints it, modifier
+	// included: "character varying(20)", "public.geometry(Point,4326)".
+	TypeName string
+	NotNull  bool
+	// Generated marks a stored generated column. pgoutput (PostgreSQL 15)
+	// does not replicate such columns, so documents leave them out.
+	Generated bool
+	// Collation is the column's collation name, "" for a type without one.
+	Collation string
+	// Comment is the column's COMMENT, if any.
+	Comment string
+
+	// bytewiseCollation is the quoted, qualified collation name when the
+	// collation orders text by bytes ("C", "POSIX"), so that key ordering
+	// needs no COLLATE clause; "" otherwise.
+	bytewiseCollation string
+	// jsonType is Type, or for a key column Type.AsKey().
+	jsonType *pgtypes.Type
+}
+
+// JSONType returns the type whose AppendJSON and Schema give the column's
+// document value. It is Type, except for a key column whose JSON form could
+// not be a collection key (a float, json or array key column), which is
+// emitted as a string of its text output.
+func (c *Column) JSONType() *pgtypes.Type {
+	if c.jsonType != nil {
+		return c.jsonType
+	}
+	return c.Type
+}
+
+// KeyOrderExpr returns the SQL expression by which backfill queries order
+// the column and compare it in a row comparison.
+func (c *Column) KeyOrderExpr() string {
+	return c.Type.KeyOrderExpr(QuoteIdent(c.Name), c.bytewiseCollation)
+}
+
+// KeyParamExpr returns the placeholder $n, cast to compare with
+// KeyOrderExpr: `$3::int8`, `$1::text COLLATE "C"`.
+func (c *Column) KeyParamExpr(n int) string {
+	return c.Type.KeyParamExpr(n, c.bytewiseCollation)
+}
+
+// AppendKey appends the column's element of a row key, given the value's
+// text output. Keys compare with bytes.Compare exactly as KeyOrderExpr
+// orders rows. HOT PATH.
+func (c *Column) AppendKey(dst, text []byte) ([]byte, error) {
+	return c.Type.AppendKey(dst, text)
+}
+
+// KeyParam returns the parameter text for KeyParamExpr from an element
+// that sqlcapture.DecodeKey returned for a key built by AppendKey.
+func (c *Column) KeyParam(elem any) (string, error) {
+	return c.Type.KeyParam(elem)
+}
+
+// QuotedName returns the table's schema-qualified name quoted for SQL.
+func (t *Table) QuotedName() string {
+	return QuoteIdent(t.Schema) + "." + QuoteIdent(t.Name)
+}
+
+// RecommendedName returns "schema/table" as a Flow collection name: case is
+// preserved and every character other than a letter, a digit, '-', '_' or
+// '.' becomes '_'.
+func (t *Table) RecommendedName() string {
+	return collectionNamePart(t.Schema) + "/" + collectionNamePart(t.Name)
+}
+
+func collectionNamePart(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsLetter(r) || unicode.IsDigit(r) || r == '-' || r == '_' || r == '.' {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// KeyPointers returns the JSON pointers of the collection key: the key
+// columns, or for a keyless table the document's source location, which
+// is unique per change.
+func (t *Table) KeyPointers() []string {
+	if len(t.Key) == 0 {
+		return []string{"/_meta/source/loc/0", "/_meta/source/loc/1", "/_meta/source/loc/2"}
+	}
+	pointers := make([]string, len(t.Key))
+	for i, name := range t.Key {
+		pointers[i] = "/" + escapePointer(name)
+	}
+	return pointers
+}
+
+// escapePointer escapes a JSON pointer token (RFC 6901).
+func escapePointer(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
+
+// QuoteIdent quotes an identifier for SQL, doubling any double quotes.
+// Every identifier is quoted, so that case and reserved words are kept.
+func QuoteIdent(s string) string {
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+}
+
+// column returns the column with the given name.
+func (t *Table) column(name string) *Column {
+	for _, c := range t.Columns {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}

@@ -1,0 +1,127 @@
+// Command source-postgres captures changes from PostgreSQL.
+//
+// Run without arguments it serves one Flow capture protocol session on
+// stdin/stdout, as the Flow runtime runs it; logs go to stderr.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+
+	"pgcapture/protocol"
+	"pgcapture/sqlcapture"
+)
+
+func main() {
+	log, err := newLogger(os.Getenv("LOG_LEVEL"), os.Getenv("LOG_FORMAT"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	err = run(ctx, os.Args[1:], os.Stdin, os.Stdout, log)
+	if err == nil || (sqlcapture.IsCancellation(err) && ctx.Err() != nil) {
+		return
+	}
+	// The runtime reports a failed connector by the last line of its
+	// stderr, so the error is the last thing logged.
+	log.Error(err.Error())
+	os.Exit(1)
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, log *logrus.Logger) error {
+	if len(args) == 0 {
+		codec, err := protocol.CodecFromEnv(os.Getenv("FLOW_RUNTIME_CODEC"))
+		if err != nil {
+			return err
+		}
+		return serve(ctx, stdin, stdout, codec, log)
+	}
+	switch args[0] {
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+	}
+}
+
+const usage = `usage: source-postgres
+  Serves one Flow capture protocol session on stdin/stdout
+  (FLOW_RUNTIME_CODEC=proto|json selects the codec; proto by default).
+  Logs go to stderr; LOG_LEVEL=error|warn|info|debug|trace, LOG_FORMAT=json|text.
+`
+
+func newLogger(level, format string) (*logrus.Logger, error) {
+	log := logrus.New()
+	log.SetOutput(os.Stderr)
+	lvl := logrus.InfoLevel
+	if level != "" {
+		var err error
+		if lvl, err = logrus.ParseLevel(level); err != nil {
+			return nil, fmt.Errorf("LOG_LEVEL %q is not one of error, warn, info, debug, trace", level)
+		}
+	}
+	log.SetLevel(lvl)
+	switch strings.ToLower(format) {
+	case "json":
+		log.SetFormatter(&logrus.JSONFormatter{})
+	case "", "text", "color":
+		log.SetFormatter(&logrus.TextFormatter{DisableColors: strings.ToLower(format) != "color", FullTimestamp: true})
+	default:
+		return nil, fmt.Errorf("LOG_FORMAT %q is not one of json, text, color", format)
+	}
+	return log, nil
+}
+
+// serve answers one request and, for open, runs the capture session.
+func serve(ctx context.Context, stdin io.Reader, stdout io.Writer, codec protocol.Codec, log *logrus.Logger) error {
+	r := protocol.NewReader(stdin, codec)
+	w := protocol.NewWriter(stdout, codec)
+	req, err := r.Read()
+	if errors.Is(err, io.EOF) {
+		return fmt.Errorf("no request arrived on stdin")
+	}
+	if err != nil {
+		return fmt.Errorf("reading the request: %w", err)
+	}
+	c := &connector{log: log}
+	switch {
+	case req.Spec != nil:
+		return w.WriteSpec(c.spec())
+	case req.Discover != nil:
+		bindings, err := c.discover(ctx, req.Discover.Config)
+		if err != nil {
+			return err
+		}
+		return w.WriteDiscovered(bindings)
+	case req.Validate != nil:
+		bindings, err := c.validate(ctx, req.Validate)
+		if err != nil {
+			return err
+		}
+		return w.WriteValidated(bindings)
+	case req.Apply != nil:
+		desc, err := c.apply(ctx, req.Apply)
+		if err != nil {
+			return err
+		}
+		return w.WriteApplied(desc)
+	case req.Open != nil:
+		return c.open(ctx, req.Open, r, w)
+	case req.Acknowledge != nil:
+		return fmt.Errorf("protocol error: acknowledge received before open")
+	default:
+		return fmt.Errorf("protocol error: the request holds no known message")
+	}
+}
