@@ -351,7 +351,7 @@ type relation struct {
 	// keys index the captured table's key columns in columns, in key order.
 	keys []int
 	// For the watermarks table: the columns holding the slot and the mark.
-	watermarks              bool
+	watermarks             bool
 	slotColumn, markColumn int
 }
 
