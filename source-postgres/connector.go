@@ -1,12 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -39,17 +42,25 @@ func (c *connector) spec() *protocol.SpecResponse {
 }
 
 func (c *connector) discover(ctx context.Context, rawConfig json.RawMessage) ([]protocol.DiscoveredBinding, error) {
+	return discoverBindings(ctx, rawConfig, c.log)
+}
+
+func discoverBindings(ctx context.Context, rawConfig json.RawMessage, log logrus.FieldLogger) ([]protocol.DiscoveredBinding, error) {
 	cfg, err := config.Parse(rawConfig)
 	if err != nil {
 		return nil, err
 	}
-	db, err := connect(ctx, cfg, c.log)
+	db, err := connect(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
 	defer db.close(ctx)
 	var out []protocol.DiscoveredBinding
-	for _, t := range db.tables {
+	// Bindings are listed in a stable order, so repeated discoveries diff cleanly.
+	tables := slices.SortedFunc(maps.Values(db.tables), func(a, b *discovery.Table) int {
+		return cmp.Or(cmp.Compare(a.Schema, b.Schema), cmp.Compare(a.Name, b.Name))
+	})
+	for _, t := range tables {
 		schema, err := t.DocumentSchema()
 		if err != nil {
 			return nil, fmt.Errorf("building the schema of table %s: %w", t.QuotedName(), err)
@@ -165,15 +176,53 @@ func (c *connector) open(ctx context.Context, req *protocol.OpenRequest, r *prot
 	if err != nil {
 		return err
 	}
-	db, err := connect(ctx, cfg, c.log)
+	var targets []captureTarget
+	for i, b := range req.Capture.Bindings {
+		if b.StateKey == "" {
+			return fmt.Errorf("protocol error: binding %d has no stateKey", i)
+		}
+		targets = append(targets, captureTarget{resource: b.ResourceConfig, stateKey: b.StateKey})
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	acks := sqlcapture.NewAcknowledgements()
+	opened := func() error {
+		if err := w.WriteOpened(true); err != nil {
+			return err
+		}
+		go func() {
+			if err := readAcknowledgements(r, acks); err != nil {
+				cancel(err)
+			}
+		}()
+		return nil
+	}
+	err = runCapture(ctx, cfg, targets, state, &output{w: w}, acks, opened, c.log)
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
+}
+
+// captureTarget is one binding to capture: its resource configuration and
+// the key of its state.
+type captureTarget struct {
+	resource json.RawMessage
+	stateKey string
+}
+
+// runCapture connects, readies the database, calls opened, and captures
+// targets until ctx ends or something fails.
+func runCapture(ctx context.Context, cfg *config.Endpoint, targets []captureTarget, state sqlcapture.State, out sqlcapture.Output, acks *sqlcapture.Acknowledgements, opened func() error, log logrus.FieldLogger) error {
+	db, err := connect(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer db.close(context.WithoutCancel(ctx))
 
 	var resources []json.RawMessage
-	for _, b := range req.Capture.Bindings {
-		resources = append(resources, b.ResourceConfig)
+	for _, t := range targets {
+		resources = append(resources, t.resource)
 	}
 	resolved, err := resolveBindings(db, resources)
 	if err != nil {
@@ -185,17 +234,10 @@ func (c *connector) open(ctx context.Context, req *protocol.OpenRequest, r *prot
 	}
 	var bindings []sqlcapture.Binding
 	for i, b := range resolved {
-		if b.table.Keyless {
-			return fmt.Errorf("table %s has no primary key or NOT NULL unique index: capturing keyless tables is not supported yet", b.table.QuotedName())
-		}
-		stateKey := req.Capture.Bindings[i].StateKey
-		if stateKey == "" {
-			return fmt.Errorf("protocol error: binding %d (%s) has no stateKey", i, b.table.QuotedName())
-		}
 		id := sqlcapture.StreamID{Schema: b.table.Schema, Table: b.table.Name}
 		bindings = append(bindings, sqlcapture.Binding{
 			Index:        uint32(i),
-			StateKey:     stateKey,
+			StateKey:     targets[i].stateKey,
 			Stream:       id,
 			KeyColumns:   b.table.Key,
 			SkipBackfill: skip[id.String()] || b.resource.Mode == config.ModeOnlyChanges,
@@ -204,27 +246,13 @@ func (c *connector) open(ctx context.Context, req *protocol.OpenRequest, r *prot
 	if err := db.prepareCapture(ctx, tablesOf(resolved), state.Cursor); err != nil {
 		return err
 	}
-	if err := w.WriteOpened(true); err != nil {
+	if err := opened(); err != nil {
 		return err
 	}
-
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	acks := sqlcapture.NewAcknowledgements()
-	go func() {
-		if err := readAcknowledgements(r, acks); err != nil {
-			cancel(err)
-		}
-	}()
-
-	err = sqlcapture.Run(ctx, db, bindings, state, &output{w: w}, acks, sqlcapture.Options{
+	return sqlcapture.Run(ctx, db, bindings, state, out, acks, sqlcapture.Options{
 		ChunkSize: cfg.Advanced.BackfillChunkSize,
-		Logger:    c.log,
+		Logger:    log,
 	})
-	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-		return cause
-	}
-	return err
 }
 
 // readAcknowledgements drains the runtime's requests for the rest of the

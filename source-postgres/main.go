@@ -48,6 +48,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 		return serve(ctx, stdin, stdout, codec, log)
 	}
 	switch args[0] {
+	case "capture":
+		return captureCommand(ctx, args[1:], stdout, log)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -56,10 +58,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 	}
 }
 
-const usage = `usage: source-postgres
-  Serves one Flow capture protocol session on stdin/stdout
-  (FLOW_RUNTIME_CODEC=proto|json selects the codec; proto by default).
-  Logs go to stderr; LOG_LEVEL=error|warn|info|debug|trace, LOG_FORMAT=json|text.
+const usage = `usage:
+  source-postgres
+      Serves one Flow capture protocol request (or open session) on stdin/stdout;
+      FLOW_RUNTIME_CODEC=proto|json selects the codec (proto by default).
+  source-postgres capture --config FILE [--state FILE] [--tables schema.t1,schema.t2]
+      Captures the tables (default: all) and prints change documents as JSON lines
+      on stdout. Each checkpoint is written atomically to the state file, and a
+      restart with the same state file resumes from it.
+Logs go to stderr: LOG_LEVEL=error|warn|info|debug|trace, LOG_FORMAT=json|text|color.
 `
 
 func newLogger(level, format string) (*logrus.Logger, error) {

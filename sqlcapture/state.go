@@ -63,3 +63,36 @@ func ParseState(raw json.RawMessage) (State, error) {
 	}
 	return st, nil
 }
+
+// Apply merges a checkpoint's patch into the state, as the runtime does
+// (RFC 7396 restricted to the shape checkpoints have).
+func (st *State) Apply(patch []byte) error {
+	var p struct {
+		Cursor  *string                    `json:"cursor"`
+		Streams map[string]json.RawMessage `json:"streams"`
+	}
+	if err := json.Unmarshal(patch, &p); err != nil {
+		return fmt.Errorf("applying checkpoint: %w", err)
+	}
+	if p.Cursor != nil {
+		st.Cursor = *p.Cursor
+	}
+	for key, raw := range p.Streams {
+		if string(raw) == "null" {
+			delete(st.Streams, key)
+			continue
+		}
+		s := new(StreamState)
+		if prev := st.Streams[key]; prev != nil {
+			*s = *prev
+		}
+		if err := json.Unmarshal(raw, s); err != nil {
+			return fmt.Errorf("applying checkpoint to stream %q: %w", key, err)
+		}
+		if st.Streams == nil {
+			st.Streams = make(map[string]*StreamState)
+		}
+		st.Streams[key] = s
+	}
+	return nil
+}

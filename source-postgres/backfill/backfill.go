@@ -49,7 +49,7 @@ func NewTable(t *discovery.Table) (*Table, error) {
 			// neither do backfilled rows: both paths emit the same fields.
 			continue
 		}
-		bt.columns = append(bt.columns, column{name: document.FieldName(c.Name), typ: c.Type, info: c})
+		bt.columns = append(bt.columns, column{name: document.FieldName(c.Name), typ: c.JSONType(), info: c})
 		selects = append(selects, discovery.QuoteIdent(c.Name))
 	}
 	var order, params []string

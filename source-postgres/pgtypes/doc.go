@@ -70,6 +70,10 @@
 //   - Invalid UTF-8 in strings is replaced by U+FFFD, as are unpaired UTF-16
 //     surrogate escapes ("\ud800") in json values, so the output is always
 //     valid JSON that strict parsers accept.
+//   - A Flow collection key must be a string, integer or boolean, so a key
+//     column of a float, json or array type is emitted as a string of its
+//     text output instead ("1.5", "NaN"; see AsKey). Key columns are also
+//     encoded for ordering: see AppendKey.
 //   - Array lower bounds other than 1 ("[0:2]={...}") are dropped: the JSON
 //     array holds the elements in order. Because PostgreSQL does not enforce
 //     an array column's declared dimensions, the items schema also admits

@@ -204,8 +204,9 @@ func LoadRegistry(ctx context.Context, conn *pgx.Conn) (*Registry, error) {
 	return newRegistry(all), nil
 }
 
-// newRegistry builds the registry in two passes, because arrays and domains
-// refer to types that may come later in the rows.
+// newRegistry builds the registry in passes, because arrays and domains
+// refer to types that may come later in the rows, and a domain's base must
+// be an array already linked to its element.
 func newRegistry(rows []typeRow) *Registry {
 	r := &Registry{types: make(map[uint32]*Type, len(rows))}
 	for i := range rows {
@@ -222,6 +223,8 @@ func newRegistry(rows []typeRow) *Registry {
 		case "b":
 			t.Kind = KindBase
 			if isArray(row) {
+				// An array type carries its element type's delimiter,
+				// which array_out uses: ';' for box, ',' otherwise.
 				t.Kind, t.codec = KindArray, codecArray
 				t.delim = ','
 				if row.delim != "" {

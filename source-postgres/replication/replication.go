@@ -409,6 +409,9 @@ func (s *Stream) newRelation(m *pglogrepl.RelationMessage) (*relation, error) {
 		for _, c := range table.Columns {
 			if c.Name == name {
 				rel.columns[idx].key = c
+				// Key values are emitted as the discovered schema's key
+				// types (floats and arrays, for one, as strings).
+				rel.columns[idx].typ = c.JSONType()
 			}
 		}
 		rel.keys = append(rel.keys, idx)

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/sirupsen/logrus"
+
+	"pgcapture/source-postgres/config"
+	"pgcapture/sqlcapture"
+)
+
+// captureCommand runs a capture for a person rather than a Flow runtime:
+// change documents go to stdout as JSON lines, and each checkpoint is
+// written to the state file (which is its acknowledgement), so a restart
+// resumes where the last run left off.
+func captureCommand(ctx context.Context, args []string, stdout io.Writer, log *logrus.Logger) error {
+	fs := flag.NewFlagSet("capture", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	configPath := fs.String("config", "", "endpoint configuration (JSON file)")
+	statePath := fs.String("state", "", "state file: read at start if present, rewritten atomically at every checkpoint")
+	tableList := fs.String("tables", "", "comma-separated schema.table list to capture (default: every discovered table)")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("capture: %w\n%s", err, usage)
+	}
+	if *configPath == "" {
+		return fmt.Errorf("capture: --config is required\n%s", usage)
+	}
+	rawConfig, err := os.ReadFile(*configPath)
+	if err != nil {
+		return fmt.Errorf("reading the configuration: %w", err)
+	}
+	cfg, err := config.Parse(rawConfig)
+	if err != nil {
+		return fmt.Errorf("configuration %s: %w", *configPath, err)
+	}
+
+	var state sqlcapture.State
+	if *statePath != "" {
+		raw, err := os.ReadFile(*statePath)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+		case err != nil:
+			return fmt.Errorf("reading the state file: %w", err)
+		default:
+			if state, err = sqlcapture.ParseState(raw); err != nil {
+				return fmt.Errorf("state file %s: %w", *statePath, err)
+			}
+			log.WithField("state", *statePath).Info("resuming from the state file")
+		}
+	}
+
+	bindings, err := discoverBindings(ctx, rawConfig, log)
+	if err != nil {
+		return err
+	}
+	wanted := map[string]bool{}
+	for _, t := range strings.Split(*tableList, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			wanted[t] = true
+		}
+	}
+	var targets []captureTarget
+	for _, b := range bindings {
+		var res config.Resource
+		if err := json.Unmarshal(b.ResourceConfig, &res); err != nil {
+			return err
+		}
+		name := res.Namespace + "." + res.Stream
+		if len(wanted) > 0 && !wanted[name] {
+			continue
+		}
+		delete(wanted, name)
+		targets = append(targets, captureTarget{
+			resource: b.ResourceConfig,
+			stateKey: StateKey([]string{res.Namespace, res.Stream}),
+		})
+	}
+	if len(wanted) > 0 {
+		var missing []string
+		for t := range wanted {
+			missing = append(missing, t)
+		}
+		return fmt.Errorf("--tables names tables that were not discovered: %s", strings.Join(missing, ", "))
+	}
+	if len(targets) == 0 {
+		return fmt.Errorf("there are no tables to capture in database %q", cfg.Database)
+	}
+
+	out := &fileOutput{w: bufio.NewWriterSize(stdout, 1<<20), state: state, path: *statePath}
+	acks := sqlcapture.NewAcknowledgements()
+	out.acks = acks
+	err = runCapture(ctx, cfg, targets, state, out, acks, func() error {
+		log.WithField("tables", len(targets)).Info("capturing; change documents follow on stdout")
+		return nil
+	}, log)
+	if ferr := out.w.Flush(); err == nil {
+		err = ferr
+	}
+	return err
+}
+
+// fileOutput prints documents and persists checkpoints to a state file.
+type fileOutput struct {
+	w     *bufio.Writer
+	state sqlcapture.State
+	path  string
+	acks  *sqlcapture.Acknowledgements
+}
+
+func (o *fileOutput) Captured(_ uint32, doc []byte) error {
+	o.w.Write(doc)
+	return o.w.WriteByte('\n')
+}
+
+// Checkpoint makes the documents durable (written out) before the state
+// that covers them, so a crash between the two repeats documents rather
+// than losing them.
+func (o *fileOutput) Checkpoint(patch []byte) error {
+	if err := o.w.Flush(); err != nil {
+		return fmt.Errorf("writing documents: %w", err)
+	}
+	if err := o.state.Apply(patch); err != nil {
+		return err
+	}
+	if o.path != "" {
+		raw, err := json.Marshal(o.state)
+		if err != nil {
+			return err
+		}
+		if err := writeFileAtomic(o.path, raw); err != nil {
+			return fmt.Errorf("writing the state file: %w", err)
+		}
+	}
+	o.acks.Add(1)
+	return nil
+}
+
+// writeFileAtomic replaces path with data so that a crash leaves either the
+// old or the new content: write a temporary file, sync it, rename it over
+// path, and sync the directory.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// StateKey encodes a resource path as the Flow runtime does for bindings
+// that were never re-backfilled: joined with "/", every character other than
+// a letter, digit or one of "-_+.=" percent-encoded as UTF-8.
+func StateKey(resourcePath []string) string {
+	var b strings.Builder
+	for _, r := range strings.Join(resourcePath, "/") {
+		if unicode.IsLetter(r) || unicode.IsNumber(r) || strings.ContainsRune("-_+.=", r) {
+			b.WriteRune(r)
+			continue
+		}
+		var buf [utf8.UTFMax]byte
+		for _, c := range buf[:utf8.EncodeRune(buf[:], r)] {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
