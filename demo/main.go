@@ -174,7 +174,7 @@ func writeLoop(ctx context.Context, conn *pgx.Conn, stderr io.Writer, interval t
 				}
 				return fmt.Errorf("writing: %w", err)
 			}
-			fmt.Fprintf(stderr, "demo: %s (%d rows)\n", tag.String(), tag.RowsAffected())
+			fmt.Fprintf(stderr, "demo: %s\n", tag.String())
 		}
 	}
 }
