@@ -39,7 +39,12 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	pg := testsupport.SharedPostgres(t)
+	return newFixtureOn(t, testsupport.SharedPostgres(t))
+}
+
+// newFixtureOn is newFixture on a cluster of the test's own.
+func newFixtureOn(t *testing.T, pg *testsupport.Postgres) *fixture {
+	t.Helper()
 	db := pg.NewDatabase(t)
 	h := fnv.New64a()
 	h.Write([]byte(db))
