@@ -250,7 +250,7 @@ func (c *capture) backfillChunk(ctx context.Context, b *binding) error {
 		n    int
 		last []byte
 	)
-	err := c.db.ScanChunk(ctx, b.Stream, b.state.Scanned, b.state.Backfilled, c.opts.ChunkSize, func(r Row) error {
+	done, err := c.db.ScanChunk(ctx, b.Stream, b.state.Scanned, b.state.Backfilled, c.opts.ChunkSize, func(r Row) error {
 		n++
 		last = append(last[:0], r.Key...)
 		c.docs++
@@ -260,14 +260,14 @@ func (c *capture) backfillChunk(ctx context.Context, b *binding) error {
 		return fmt.Errorf("backfilling table %s: %w", b.Stream, err)
 	}
 	b.state.Backfilled += int64(n)
-	if n < c.opts.ChunkSize {
-		// A short chunk read everything beyond the old position, so from
+	if done {
+		// The last chunk read everything beyond the old position, so from
 		// now on every change of the table is emitted, including those
 		// racing this chunk up to the fence.
 		b.state.Mode = ModeActive
 		b.state.Scanned = nil
 		c.log.WithFields(logrus.Fields{"table": b.Stream.String(), "rows": b.state.Backfilled}).Info("backfill complete")
-	} else {
+	} else if n > 0 {
 		b.state.Scanned = last
 		c.log.WithFields(logrus.Fields{"table": b.Stream.String(), "rows": b.state.Backfilled}).Debug("backfill chunk")
 	}

@@ -96,21 +96,21 @@ const visibilityWait = 10 * time.Minute
 
 // ScanChunk reads up to limit rows of t with keys greater than after, in key
 // order, emitting each as a backfill document.
-func (s *Scanner) ScanChunk(ctx context.Context, t *Table, after []byte, offset int64, limit int, emit func(sqlcapture.Row) error) error {
+func (s *Scanner) ScanChunk(ctx context.Context, t *Table, after []byte, offset int64, limit int, emit func(sqlcapture.Row) error) (done bool, err error) {
 	query := t.first + strconv.Itoa(limit)
 	var params [][]byte
 	if after != nil {
 		elems, err := sqlcapture.DecodeKey(after)
 		if err != nil {
-			return fmt.Errorf("decoding the backfill position of %s: %w", t.info.QuotedName(), err)
+			return false, fmt.Errorf("decoding the backfill position of %s: %w", t.info.QuotedName(), err)
 		}
 		if len(elems) != len(t.keys) {
-			return fmt.Errorf("the backfill position of %s has %d key values but the key has %d columns", t.info.QuotedName(), len(elems), len(t.keys))
+			return false, fmt.Errorf("the backfill position of %s has %d key values but the key has %d columns", t.info.QuotedName(), len(elems), len(t.keys))
 		}
 		for i, e := range elems {
 			p, err := t.columns[t.keys[i]].info.KeyParam(e)
 			if err != nil {
-				return fmt.Errorf("the backfill position of %s: %w", t.info.QuotedName(), err)
+				return false, fmt.Errorf("the backfill position of %s: %w", t.info.QuotedName(), err)
 			}
 			params = append(params, []byte(p))
 		}
@@ -118,7 +118,7 @@ func (s *Scanner) ScanChunk(ctx context.Context, t *Table, after []byte, offset 
 	}
 
 	if err := s.begin(ctx); err != nil {
-		return fmt.Errorf("starting the chunk transaction: %w", err)
+		return false, fmt.Errorf("starting the chunk transaction: %w", err)
 	}
 	committed := false
 	defer func() {
@@ -127,33 +127,35 @@ func (s *Scanner) ScanChunk(ctx context.Context, t *Table, after []byte, offset 
 		}
 	}()
 
+	rows := 0
 	rr := s.conn.ExecParams(ctx, query, params, nil, nil, nil)
 	for rr.NextRow() {
+		rows++
 		values := rr.Values()
 		if len(values) != len(t.columns) {
 			rr.Close()
-			return fmt.Errorf("chunk query of %s returned %d columns, expected %d", t.info.QuotedName(), len(values), len(t.columns))
+			return false, fmt.Errorf("chunk query of %s returned %d columns, expected %d", t.info.QuotedName(), len(values), len(t.columns))
 		}
 		doc, key, err := t.appendRow(s.doc[:0], s.key[:0], values, offset)
 		if err != nil {
 			rr.Close()
-			return err
+			return false, err
 		}
 		s.doc, s.key = doc, key
 		offset++
 		if err := emit(sqlcapture.Row{Key: key, Doc: doc}); err != nil {
 			rr.Close()
-			return err
+			return false, err
 		}
 	}
 	if _, err := rr.Close(); err != nil {
-		return fmt.Errorf("reading %s: %w", t.info.QuotedName(), err)
+		return false, fmt.Errorf("reading %s: %w", t.info.QuotedName(), err)
 	}
 	if err := s.conn.Exec(ctx, "COMMIT").Close(); err != nil {
-		return fmt.Errorf("ending the chunk transaction: %w", err)
+		return false, fmt.Errorf("ending the chunk transaction: %w", err)
 	}
 	committed = true
-	return nil
+	return rows < limit, nil
 }
 
 // begin opens the chunk's transaction under a snapshot that sees every
