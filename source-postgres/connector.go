@@ -233,17 +233,25 @@ func runCapture(ctx context.Context, cfg *config.Endpoint, targets []captureTarg
 		skip[t] = true
 	}
 	var bindings []sqlcapture.Binding
+	physical := make(map[*discovery.Table]bool)
 	for i, b := range resolved {
 		id := sqlcapture.StreamID{Schema: b.table.Schema, Table: b.table.Name}
-		bindings = append(bindings, sqlcapture.Binding{
+		binding := sqlcapture.Binding{
 			Index:        uint32(i),
 			StateKey:     targets[i].stateKey,
 			Stream:       id,
 			KeyColumns:   b.table.Key,
 			SkipBackfill: skip[id.String()] || b.resource.Mode == config.ModeOnlyChanges,
-		})
+		}
+		if b.table.Keyless || b.resource.Mode == config.ModeWithoutPrimaryKey {
+			// Read in physical order, the table's rows have no key the
+			// engine could compare changes with.
+			physical[b.table] = true
+			binding.KeyColumns = nil
+		}
+		bindings = append(bindings, binding)
 	}
-	if err := db.prepareCapture(ctx, tablesOf(resolved), state.Cursor); err != nil {
+	if err := db.prepareCapture(ctx, tablesOf(resolved), physical, state.Cursor); err != nil {
 		return err
 	}
 	if err := opened(); err != nil {

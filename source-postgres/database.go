@@ -123,7 +123,8 @@ func (db *database) quotedWatermarks() string {
 // prepareCapture readies the database for a capture session resuming at
 // cursor: the prerequisites hold, the watermarks table exists and is
 // published, and the replication slot exists and matches the cursor.
-func (db *database) prepareCapture(ctx context.Context, tables []*discovery.Table, cursor string) error {
+// Tables in physical are backfilled in ctid order rather than key order.
+func (db *database) prepareCapture(ctx context.Context, tables []*discovery.Table, physical map[*discovery.Table]bool, cursor string) error {
 	if err := db.checkPrerequisites(ctx, tables); err != nil {
 		return err
 	}
@@ -137,7 +138,7 @@ func (db *database) prepareCapture(ctx context.Context, tables []*discovery.Tabl
 	db.scanner = backfill.NewScanner(db.conn.PgConn(), db.xids, db.log)
 	db.chunks = make(map[sqlcapture.StreamID]*backfill.Table, len(tables))
 	for _, t := range tables {
-		bt, err := backfill.NewTable(t)
+		bt, err := backfill.NewTable(t, physical[t])
 		if err != nil {
 			return err
 		}
@@ -239,10 +240,10 @@ func (db *database) StartReplication(ctx context.Context, cursor string) (sqlcap
 }
 
 // ScanChunk implements sqlcapture.Database.
-func (db *database) ScanChunk(ctx context.Context, stream sqlcapture.StreamID, after []byte, offset int64, limit int, emit func(sqlcapture.Row) error) (bool, error) {
+func (db *database) ScanChunk(ctx context.Context, stream sqlcapture.StreamID, after []byte, offset int64, limit int, emit func(sqlcapture.Row) error) ([]byte, bool, error) {
 	t := db.chunks[stream]
 	if t == nil {
-		return false, fmt.Errorf("table %s is not captured", stream)
+		return nil, false, fmt.Errorf("table %s is not captured", stream)
 	}
 	return db.scanner.ScanChunk(ctx, t, after, offset, limit, emit)
 }

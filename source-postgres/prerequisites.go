@@ -39,11 +39,6 @@ func (db *database) checkPrerequisites(ctx context.Context, tables []*discovery.
 	if !exists {
 		problems = append(problems, fmt.Sprintf("publication %q does not exist: create it with CREATE PUBLICATION %s FOR TABLE %s, <your tables> WITH (publish_via_partition_root = true)", pub, discovery.QuoteIdent(pub), db.quotedWatermarks()))
 	}
-	for _, t := range tables {
-		if t.Keyless {
-			problems = append(problems, fmt.Sprintf("table %s has no primary key or NOT NULL unique index; capturing keyless tables is not supported yet", t.QuotedName()))
-		}
-	}
 	if len(problems) > 0 {
 		return fmt.Errorf("the capture cannot run:\n - %s", strings.Join(problems, "\n - "))
 	}

@@ -127,6 +127,16 @@ type binding struct {
 	state StreamState
 }
 
+// emits reports whether a change of the row with key belongs in the output:
+// always once the table is backfilled; while it is backfilling, only for
+// rows the backfill has already read, since a later chunk reads the others
+// as they are then. A table without a key cannot tell, so its changes are
+// all emitted.
+func (b *binding) emits(key []byte) bool {
+	return b.state.Mode == ModeActive || len(b.KeyColumns) == 0 ||
+		(b.state.Scanned != nil && bytes.Compare(key, b.state.Scanned) <= 0)
+}
+
 type capture struct {
 	db   Database
 	out  Output
@@ -246,13 +256,9 @@ func (c *capture) backfillChunk(ctx context.Context, b *binding) error {
 			return err
 		}
 	}
-	var (
-		n    int
-		last []byte
-	)
-	done, err := c.db.ScanChunk(ctx, b.Stream, b.state.Scanned, b.state.Backfilled, c.opts.ChunkSize, func(r Row) error {
+	n := 0
+	next, done, err := c.db.ScanChunk(ctx, b.Stream, b.state.Scanned, b.state.Backfilled, c.opts.ChunkSize, func(r Row) error {
 		n++
-		last = append(last[:0], r.Key...)
 		c.docs++
 		return c.out.Captured(b.Index, r.Doc)
 	})
@@ -267,8 +273,8 @@ func (c *capture) backfillChunk(ctx context.Context, b *binding) error {
 		b.state.Mode = ModeActive
 		b.state.Scanned = nil
 		c.log.WithFields(logrus.Fields{"table": b.Stream.String(), "rows": b.state.Backfilled}).Info("backfill complete")
-	} else if n > 0 {
-		b.state.Scanned = last
+	} else {
+		b.state.Scanned = slices.Clone(next)
 		c.log.WithFields(logrus.Fields{"table": b.Stream.String(), "rows": b.state.Backfilled}).Debug("backfill chunk")
 	}
 	c.dirty[b.StateKey] = true
@@ -352,7 +358,7 @@ func (c *capture) handle(ev Event, fence string) (committed, reached bool, err e
 		if b == nil {
 			return false, false, nil
 		}
-		if b.state.Mode == ModeActive || (b.state.Scanned != nil && bytes.Compare(e.Key, b.state.Scanned) <= 0) {
+		if b.emits(e.Key) {
 			c.docs++
 			if err := c.out.Captured(b.Index, e.Doc); err != nil {
 				return false, false, err

@@ -104,7 +104,7 @@ func maps(m map[int64]int64) map[int64]int64 {
 	return out
 }
 
-func (db *memDB) ScanChunk(ctx context.Context, stream StreamID, after []byte, offset int64, limit int, emit func(Row) error) (bool, error) {
+func (db *memDB) ScanChunk(ctx context.Context, stream StreamID, after []byte, offset int64, limit int, emit func(Row) error) ([]byte, bool, error) {
 	db.mu.Lock()
 	var keys []int64
 	for k := range db.rows {
@@ -126,7 +126,7 @@ func (db *memDB) ScanChunk(ctx context.Context, stream StreamID, after []byte, o
 	db.mu.Unlock()
 	for _, r := range rows {
 		if err := emit(r); err != nil {
-			return false, err
+			return nil, false, err
 		}
 	}
 	// Race the fence the way a busy application would: change the chunk's
@@ -138,7 +138,10 @@ func (db *memDB) ScanChunk(ctx context.Context, stream StreamID, after []byte, o
 		v1, v2 := last+1000, last+2000
 		db.commit(map[int64]*int64{last: &v1, last + 1: &v2}, nil)
 	}
-	return len(rows) < limit, nil
+	if len(rows) == 0 {
+		return after, true, nil
+	}
+	return rows[len(rows)-1].Key, len(rows) < limit, nil
 }
 
 func (db *memDB) WriteWatermark(ctx context.Context, id string) error {

@@ -23,23 +23,25 @@ type Database interface {
 	// confirmed position).
 	StartReplication(ctx context.Context, cursor string) (ReplicationStream, error)
 
-	// ScanChunk reads the next chunk of a table's rows, those whose keys
-	// are strictly greater than after (nil: from the beginning), calling
-	// emit for each in ascending key order, and reports whether the table
-	// has no rows beyond this chunk. A keyed table reads up to limit rows;
-	// a table without a key may read by physical position (its keys are then
-	// positions), in chunks of about limit rows. offset counts the rows of
-	// the table backfilled before this chunk; documents may record it.
+	// ScanChunk reads the next chunk of a table's rows, those positioned
+	// after after (nil: from the beginning), calling emit for each, and
+	// returns the position the next chunk starts after and whether the table
+	// has no rows beyond this chunk. offset counts the rows of the table
+	// backfilled before this chunk; documents may record it.
 	//
-	// The key order must be exactly the order of the encoded keys
-	// (bytes.Compare), which is how the engine decides whether a streamed
-	// change falls inside the already-backfilled range.
+	// A keyed table is read in key order, up to limit rows; positions are
+	// row keys and next is the last row's key. The key order must be exactly
+	// the order of the encoded keys (bytes.Compare): that is how the engine
+	// decides whether a streamed change falls inside the backfilled range.
+	// A table without a key may be read in physical order, in chunks of
+	// about limit rows; its positions are opaque to the engine, which then
+	// emits every change of the table, backfilled or not.
 	//
 	// The rows must reflect every change the replication stream has already
 	// delivered: a database where a committed transaction can be durable in
 	// the change stream before it is visible to new snapshots must wait or
 	// retry until its snapshot covers everything delivered so far.
-	ScanChunk(ctx context.Context, stream StreamID, after []byte, offset int64, limit int, emit func(Row) error) (done bool, err error)
+	ScanChunk(ctx context.Context, stream StreamID, after []byte, offset int64, limit int, emit func(Row) error) (next []byte, done bool, err error)
 
 	// WriteWatermark makes a change that the replication stream will report
 	// as a Watermark event carrying id, followed by its transaction's Commit.

@@ -25,8 +25,12 @@ type Table struct {
 	columns []column
 	// keys are the key columns in key order, as indexes into columns.
 	keys []int
-	// first reads the first chunk; next reads the chunk after a key.
+	// first reads the first chunk in key order; next the chunk after a key.
 	first, next string
+	// physical tables are read by ranges of blocks: blocks measures the
+	// table, ranged reads the rows of a block range.
+	physical       bool
+	blocks, ranged string
 }
 
 type column struct {
@@ -36,12 +40,13 @@ type column struct {
 	isKey bool
 }
 
-// NewTable prepares the chunk queries of a keyed table.
-func NewTable(t *discovery.Table) (*Table, error) {
-	if len(t.Key) == 0 {
+// NewTable prepares the chunk queries of a table. A physical table is read
+// in ranges of its blocks (ctid order); others in key order.
+func NewTable(t *discovery.Table, physical bool) (*Table, error) {
+	if !physical && len(t.Key) == 0 {
 		return nil, fmt.Errorf("table %s has no primary key or usable unique index to backfill it in key order", t.QuotedName())
 	}
-	bt := &Table{info: t, doc: document.NewTable(t.Schema, t.Name)}
+	bt := &Table{info: t, doc: document.NewTable(t.Schema, t.Name), physical: physical}
 	var selects []string
 	for _, c := range t.Columns {
 		if c.Generated {
@@ -51,6 +56,18 @@ func NewTable(t *discovery.Table) (*Table, error) {
 		}
 		bt.columns = append(bt.columns, column{name: document.FieldName(c.Name), typ: c.JSONType(), info: c})
 		selects = append(selects, discovery.QuoteIdent(c.Name))
+	}
+	head := "SELECT " + strings.Join(selects, ", ") + " FROM " + t.QuotedName()
+	if physical {
+		// The largest leaf bounds the scan: a partitioned table's block
+		// ranges apply to each of its partitions. (pg_partition_tree lists
+		// nothing for a table that is not partitioned.)
+		bt.blocks = `SELECT coalesce(max(pg_relation_size(p.relid)), 0) / current_setting('block_size')::bigint,
+			coalesce(sum(c.reltuples) FILTER (WHERE c.reltuples > 0), 0)::float8, coalesce(sum(c.relpages), 0)::float8
+			FROM (SELECT relid FROM pg_partition_tree($1::regclass) WHERE isleaf UNION SELECT $1::regclass) p
+			JOIN pg_class c ON c.oid = p.relid`
+		bt.ranged = head + " WHERE ctid >= $1::tid AND ctid < $2::tid"
+		return bt, nil
 	}
 	var order, params []string
 	for i, name := range t.Key {
@@ -68,7 +85,6 @@ func NewTable(t *discovery.Table) (*Table, error) {
 		order = append(order, bt.columns[idx].info.KeyOrderExpr())
 		params = append(params, bt.columns[idx].info.KeyParamExpr(i+1))
 	}
-	head := "SELECT " + strings.Join(selects, ", ") + " FROM " + t.QuotedName()
 	tail := " ORDER BY " + strings.Join(order, ", ") + " LIMIT "
 	bt.first = head + tail
 	bt.next = head + " WHERE (" + strings.Join(order, ", ") + ") > (" + strings.Join(params, ", ") + ")" + tail
@@ -94,68 +110,124 @@ func NewScanner(conn *pgconn.PgConn, xids *CommittedXIDs, log logrus.FieldLogger
 // transactions the stream has delivered.
 const visibilityWait = 10 * time.Minute
 
-// ScanChunk reads up to limit rows of t with keys greater than after, in key
-// order, emitting each as a backfill document.
-func (s *Scanner) ScanChunk(ctx context.Context, t *Table, after []byte, offset int64, limit int, emit func(sqlcapture.Row) error) (done bool, err error) {
+// ScanChunk reads t's next chunk after the position after and emits each
+// row as a backfill document. It returns the position the next chunk
+// starts after, and whether the table has no more rows.
+func (s *Scanner) ScanChunk(ctx context.Context, t *Table, after []byte, offset int64, limit int, emit func(sqlcapture.Row) error) (next []byte, done bool, err error) {
+	if err := s.begin(ctx); err != nil {
+		return nil, false, fmt.Errorf("starting the chunk transaction: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			s.conn.Exec(context.WithoutCancel(ctx), "ROLLBACK").Close()
+		}
+	}()
+	if t.physical {
+		next, done, err = s.scanBlocks(ctx, t, after, offset, limit, emit)
+	} else {
+		next, done, err = s.scanKeys(ctx, t, after, offset, limit, emit)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if err := s.conn.Exec(ctx, "COMMIT").Close(); err != nil {
+		return nil, false, fmt.Errorf("ending the chunk transaction: %w", err)
+	}
+	return next, done, nil
+}
+
+// scanKeys reads up to limit rows with keys greater than after, in key order.
+func (s *Scanner) scanKeys(ctx context.Context, t *Table, after []byte, offset int64, limit int, emit func(sqlcapture.Row) error) ([]byte, bool, error) {
 	query := t.first + strconv.Itoa(limit)
 	var params [][]byte
 	if after != nil {
 		elems, err := sqlcapture.DecodeKey(after)
 		if err != nil {
-			return false, fmt.Errorf("decoding the backfill position of %s: %w", t.info.QuotedName(), err)
+			return nil, false, fmt.Errorf("decoding the backfill position of %s: %w", t.info.QuotedName(), err)
 		}
 		if len(elems) != len(t.keys) {
-			return false, fmt.Errorf("the backfill position of %s has %d key values but the key has %d columns", t.info.QuotedName(), len(elems), len(t.keys))
+			return nil, false, fmt.Errorf("the backfill position of %s has %d key values but the key has %d columns", t.info.QuotedName(), len(elems), len(t.keys))
 		}
 		for i, e := range elems {
 			p, err := t.columns[t.keys[i]].info.KeyParam(e)
 			if err != nil {
-				return false, fmt.Errorf("the backfill position of %s: %w", t.info.QuotedName(), err)
+				return nil, false, fmt.Errorf("the backfill position of %s: %w", t.info.QuotedName(), err)
 			}
 			params = append(params, []byte(p))
 		}
 		query = t.next + strconv.Itoa(limit)
 	}
-
-	if err := s.begin(ctx); err != nil {
-		return false, fmt.Errorf("starting the chunk transaction: %w", err)
+	rows, err := s.readRows(ctx, t, query, params, offset, emit)
+	if err != nil || rows == 0 {
+		return after, true, err
 	}
-	committed := false
-	defer func() {
-		if !committed {
-			s.conn.Exec(context.WithoutCancel(ctx), "ROLLBACK").Close()
-		}
-	}()
+	return s.key, rows < limit, nil
+}
 
+// scanBlocks reads the rows of a range of blocks starting at the block that
+// after names, sized from the table's statistics to hold about limit rows.
+// A row that an update moves while the scan runs may be read twice or not at
+// all; its change is emitted either way, since a table without a key has
+// all its changes emitted.
+func (s *Scanner) scanBlocks(ctx context.Context, t *Table, after []byte, offset int64, limit int, emit func(sqlcapture.Row) error) ([]byte, bool, error) {
+	var start int64
+	if after != nil {
+		elems, err := sqlcapture.DecodeKey(after)
+		if err != nil || len(elems) != 1 {
+			return nil, false, fmt.Errorf("the backfill position of %s is not a block number", t.info.QuotedName())
+		}
+		start, _ = elems[0].(int64)
+	}
+	results := s.conn.ExecParams(ctx, t.blocks, [][]byte{[]byte(t.info.QuotedName())}, nil, nil, nil).Read()
+	err := results.Err
+	if err == nil && len(results.Rows) != 1 {
+		err = fmt.Errorf("no size")
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("measuring %s: %w", t.info.QuotedName(), err)
+	}
+	size, _ := strconv.ParseInt(string(results.Rows[0][0]), 10, 64)
+	tuples, _ := strconv.ParseFloat(string(results.Rows[0][1]), 64)
+	pages, _ := strconv.ParseFloat(string(results.Rows[0][2]), 64)
+	perBlock := 50.0 // a guess for tables never analyzed
+	if tuples > 0 && pages > 0 {
+		perBlock = max(tuples/pages, 1)
+	}
+	end := start + max(int64(float64(limit)/perBlock), 1)
+	params := [][]byte{fmt.Appendf(nil, "(%d,0)", start), fmt.Appendf(nil, "(%d,0)", end)}
+	if _, err := s.readRows(ctx, t, t.ranged, params, offset, emit); err != nil {
+		return nil, false, err
+	}
+	return sqlcapture.AppendKeyInt(nil, end), end >= size, nil
+}
+
+// readRows runs a chunk query and emits its rows; s.key holds the last
+// row's key afterwards.
+func (s *Scanner) readRows(ctx context.Context, t *Table, query string, params [][]byte, offset int64, emit func(sqlcapture.Row) error) (int, error) {
 	rows := 0
 	rr := s.conn.ExecParams(ctx, query, params, nil, nil, nil)
 	for rr.NextRow() {
-		rows++
 		values := rr.Values()
 		if len(values) != len(t.columns) {
 			rr.Close()
-			return false, fmt.Errorf("chunk query of %s returned %d columns, expected %d", t.info.QuotedName(), len(values), len(t.columns))
+			return 0, fmt.Errorf("chunk query of %s returned %d columns, expected %d", t.info.QuotedName(), len(values), len(t.columns))
 		}
-		doc, key, err := t.appendRow(s.doc[:0], s.key[:0], values, offset)
+		doc, key, err := t.appendRow(s.doc[:0], s.key[:0], values, offset+int64(rows))
 		if err != nil {
 			rr.Close()
-			return false, err
+			return 0, err
 		}
 		s.doc, s.key = doc, key
-		offset++
+		rows++
 		if err := emit(sqlcapture.Row{Key: key, Doc: doc}); err != nil {
 			rr.Close()
-			return false, err
+			return 0, err
 		}
 	}
 	if _, err := rr.Close(); err != nil {
-		return false, fmt.Errorf("reading %s: %w", t.info.QuotedName(), err)
+		return 0, fmt.Errorf("reading %s: %w", t.info.QuotedName(), err)
 	}
-	if err := s.conn.Exec(ctx, "COMMIT").Close(); err != nil {
-		return false, fmt.Errorf("ending the chunk transaction: %w", err)
-	}
-	committed = true
-	return rows < limit, nil
+	return rows, nil
 }
 
 // begin opens the chunk's transaction under a snapshot that sees every
