@@ -287,4 +287,8 @@ type output struct{ w *protocol.Writer }
 
 func (o *output) Captured(binding uint32, doc []byte) error { return o.w.WriteCaptured(binding, doc) }
 
+func (o *output) SourcedSchema(binding uint32, schema []byte) error {
+	return o.w.WriteSourcedSchema(binding, schema)
+}
+
 func (o *output) Checkpoint(patch []byte) error { return o.w.WriteCheckpoint(patch, true) }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -29,9 +30,12 @@ type database struct {
 	tables map[sqlcapture.StreamID]*discovery.Table
 
 	// Set by prepareCapture.
-	chunks  map[sqlcapture.StreamID]*backfill.Table
-	scanner *backfill.Scanner
-	xids    *backfill.CommittedXIDs
+	chunks map[sqlcapture.StreamID]*backfill.Table
+	// described holds tables whose schema was reported once: reporting it
+	// again means the table changed and is rediscovered.
+	described map[sqlcapture.StreamID]bool
+	scanner   *backfill.Scanner
+	xids      *backfill.CommittedXIDs
 }
 
 // connect opens the query connection (through the SSH tunnel when one is
@@ -246,6 +250,50 @@ func (db *database) ScanChunk(ctx context.Context, stream sqlcapture.StreamID, a
 		return nil, false, fmt.Errorf("table %s is not captured", stream)
 	}
 	return db.scanner.ScanChunk(ctx, t, after, offset, limit, emit)
+}
+
+// DescribeStream implements sqlcapture.Database: it rediscovers the table
+// (reloading types, which may be new), rebuilds its chunk queries for its
+// current columns, and returns its document schema.
+func (db *database) DescribeStream(ctx context.Context, stream sqlcapture.StreamID) (json.RawMessage, error) {
+	t := db.tables[stream]
+	if cur := db.chunks[stream]; cur != nil && db.described[stream] {
+		types, err := pgtypes.LoadRegistry(ctx, db.conn)
+		if err != nil {
+			return nil, fmt.Errorf("loading the database's types: %w", err)
+		}
+		wmSchema, wmTable := db.cfg.Watermarks()
+		tables, err := discovery.ListTables(ctx, db.conn, types, discovery.Options{
+			Publication:      db.cfg.Advanced.PublicationName,
+			WatermarksSchema: wmSchema,
+			WatermarksTable:  wmTable,
+		})
+		if err != nil {
+			return nil, err
+		}
+		t = nil
+		for _, nt := range tables {
+			if nt.Schema == stream.Schema && nt.Name == stream.Table {
+				t = nt
+			}
+		}
+		if t == nil {
+			return nil, fmt.Errorf("table %s no longer exists (or is no longer readable)", stream)
+		}
+		bt, err := backfill.NewTable(t, cur.Physical())
+		if err != nil {
+			return nil, err
+		}
+		db.tables[stream], db.chunks[stream] = t, bt
+	}
+	if db.described == nil {
+		db.described = make(map[sqlcapture.StreamID]bool)
+	}
+	db.described[stream] = true
+	if t == nil {
+		return nil, fmt.Errorf("table %s is not captured", stream)
+	}
+	return t.DocumentSchema()
 }
 
 // WriteWatermark implements sqlcapture.Database.

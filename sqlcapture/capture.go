@@ -29,9 +29,12 @@ type Binding struct {
 }
 
 // Output receives what the capture emits, in order. A checkpoint commits
-// every document emitted since the previous one.
+// every document (and schema) emitted since the previous one.
 type Output interface {
 	Captured(binding uint32, doc []byte) error
+	// SourcedSchema reports the schema of a binding's documents as its
+	// table now is.
+	SourcedSchema(binding uint32, schema []byte) error
 	Checkpoint(mergePatch []byte) error
 }
 
@@ -217,10 +220,13 @@ func (c *capture) run(ctx context.Context) error {
 		}
 	}()
 
-	if len(c.dirty) > 0 || len(c.removed) > 0 {
-		if err := c.checkpoint(); err != nil {
+	for _, b := range c.bindings {
+		if err := c.describe(ctx, b); err != nil {
 			return err
 		}
+	}
+	if err := c.checkpoint(); err != nil {
+		return err
 	}
 	for {
 		if b := c.nextBackfill(); b != nil {
@@ -321,7 +327,7 @@ func (c *capture) streamEvents(ctx context.Context, fence string) error {
 				}
 				return ErrStreamEnded
 			}
-			committed, reached, err := c.handle(ev, fence)
+			committed, reached, err := c.handle(ctx, ev, fence)
 			if err != nil {
 				return err
 			}
@@ -345,7 +351,7 @@ func (c *capture) streamEvents(ctx context.Context, fence string) error {
 
 // handle applies one event. It reports whether the event was a commit, and
 // whether that commit completed the awaited fence.
-func (c *capture) handle(ev Event, fence string) (committed, reached bool, err error) {
+func (c *capture) handle(ctx context.Context, ev Event, fence string) (committed, reached bool, err error) {
 	switch e := ev.(type) {
 	case *Change:
 		if fence == "" && c.pendingCommit && c.docs >= c.opts.CoalesceDocs {
@@ -382,12 +388,28 @@ func (c *capture) handle(ev Event, fence string) (committed, reached bool, err e
 			c.cursor = e.Cursor
 			c.pendingCommit = true
 		}
+	case *SchemaChange:
+		if b := c.byStream[e.Stream]; b != nil {
+			c.log.WithField("table", e.Stream.String()).Info("the table's columns changed; reporting its new schema")
+			if err := c.describe(ctx, b); err != nil {
+				return false, false, err
+			}
+		}
 	case *Notice:
 		c.log.WithField("table", e.Stream.String()).Warn(e.Message)
 	default:
 		return false, false, fmt.Errorf("unexpected change stream event %T", ev)
 	}
 	return false, false, nil
+}
+
+// describe emits the binding's current schema.
+func (c *capture) describe(ctx context.Context, b *binding) error {
+	schema, err := c.db.DescribeStream(ctx, b.Stream)
+	if err != nil {
+		return fmt.Errorf("describing table %s: %w", b.Stream, err)
+	}
+	return c.out.SourcedSchema(b.Index, schema)
 }
 
 type checkpointPatch struct {

@@ -144,6 +144,10 @@ func (db *memDB) ScanChunk(ctx context.Context, stream StreamID, after []byte, o
 	return rows[len(rows)-1].Key, len(rows) < limit, nil
 }
 
+func (db *memDB) DescribeStream(context.Context, StreamID) (json.RawMessage, error) {
+	return json.RawMessage(`{"type":"object"}`), nil
+}
+
 func (db *memDB) WriteWatermark(ctx context.Context, id string) error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
@@ -228,6 +232,8 @@ func (r *recorder) Captured(_ uint32, doc []byte) error {
 	r.mu.Unlock()
 	return nil
 }
+
+func (r *recorder) SourcedSchema(uint32, []byte) error { return nil }
 
 func (r *recorder) Checkpoint(patch []byte) error {
 	r.mu.Lock()

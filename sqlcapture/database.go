@@ -13,6 +13,7 @@ package sqlcapture
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 )
 
@@ -46,6 +47,10 @@ type Database interface {
 	// WriteWatermark makes a change that the replication stream will report
 	// as a Watermark event carrying id, followed by its transaction's Commit.
 	WriteWatermark(ctx context.Context, id string) error
+
+	// DescribeStream returns the JSON Schema of a table's documents as the
+	// table is now, and readies later chunks of it for its current columns.
+	DescribeStream(ctx context.Context, stream StreamID) (json.RawMessage, error)
 }
 
 // ReplicationStream is an open change stream. Events arrive in commit order:
@@ -80,7 +85,7 @@ type Row struct {
 }
 
 // Event is one item of the replication stream: *Change, *Commit, *Watermark,
-// *Keepalive or *Notice.
+// *Keepalive, *SchemaChange or *Notice.
 type Event interface{ isEvent() }
 
 // Op is the kind of a change.
@@ -129,11 +134,18 @@ type Notice struct {
 	Message string
 }
 
-func (*Change) isEvent()    {}
-func (*Commit) isEvent()    {}
-func (*Watermark) isEvent() {}
-func (*Keepalive) isEvent() {}
-func (*Notice) isEvent()    {}
+// SchemaChange reports that a table's columns changed: the changes that
+// follow are decoded with its new columns.
+type SchemaChange struct {
+	Stream StreamID
+}
+
+func (*Change) isEvent()       {}
+func (*SchemaChange) isEvent() {}
+func (*Commit) isEvent()       {}
+func (*Watermark) isEvent()    {}
+func (*Keepalive) isEvent()    {}
+func (*Notice) isEvent()       {}
 
 // ErrStreamEnded is returned when the replication stream closes without an error.
 var ErrStreamEnded = errors.New("replication stream ended")

@@ -69,6 +69,7 @@ type Session struct {
 	opened       map[string]any
 	explicitAcks bool
 	pending      []Captured
+	schemas      []SourcedSchema
 	checkpoints  []Checkpoint
 	docs         []Captured
 	state        json.RawMessage // initial state with every checkpoint applied
@@ -368,10 +369,30 @@ func (s *Session) handleSourcedSchema(body json.RawMessage) error {
 	if _, err := s.binding(fields); err != nil {
 		return err
 	}
-	if !isObject(fields["documentSchema"]) && !isObject(fields["schema_json"]) {
+	schema := fields["documentSchema"]
+	if !isObject(schema) {
+		schema = fields["schema_json"]
+	}
+	if !isObject(schema) {
 		return errors.New("documentSchema is missing or not a JSON object")
 	}
+	binding, _ := s.binding(fields)
+	s.schemas = append(s.schemas, SourcedSchema{Binding: binding, Schema: schema})
 	return nil
+}
+
+// SourcedSchema is a sourcedSchema response: a binding's schema as its
+// source table now is.
+type SourcedSchema struct {
+	Binding int
+	Schema  json.RawMessage
+}
+
+// SourcedSchemas returns every sourcedSchema response so far, in order.
+func (s *Session) SourcedSchemas() []SourcedSchema {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.schemas)
 }
 
 // binding decodes and checks the binding index of a response; proto3 JSON

@@ -33,6 +33,9 @@ type Table struct {
 	blocks, ranged string
 }
 
+// Physical reports whether the table is read by ranges of blocks.
+func (t *Table) Physical() bool { return t.physical }
+
 type column struct {
 	name  []byte // JSON-encoded name and colon
 	typ   *pgtypes.Type

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -313,7 +314,11 @@ func (s *Stream) decode(lsn uint64, data []byte) error {
 		if err != nil {
 			return err
 		}
+		prev := s.relations[m.RelationID]
 		s.relations[m.RelationID] = rel
+		if rel.table != nil && rel.changedFrom(prev) {
+			return s.send(&sqlcapture.SchemaChange{Stream: rel.stream})
+		}
 	case 'I', 'U', 'D':
 		if err := decodeRow(data, &s.msg); err != nil {
 			return fmt.Errorf("decoding a row change at %s: %w", pglogrepl.LSN(lsn), err)
@@ -357,6 +362,8 @@ type relation struct {
 
 type relColumn struct {
 	name     string
+	oid      uint32
+	typmod   int32
 	field    []byte
 	typ      *pgtypes.Type
 	identity bool
@@ -369,6 +376,8 @@ func (s *Stream) newRelation(m *pglogrepl.RelationMessage) (*relation, error) {
 	for _, c := range m.Columns {
 		rel.columns = append(rel.columns, relColumn{
 			name:     c.Name,
+			oid:      c.DataType,
+			typmod:   c.TypeModifier,
 			field:    document.FieldName(c.Name),
 			typ:      s.opts.Types.Lookup(c.DataType, c.TypeModifier),
 			identity: c.Flags&1 != 0,
@@ -532,6 +541,33 @@ func (rel *relation) appendColumns(doc []byte, row, fill *tuple, identityOnly bo
 		}
 	}
 	return doc, nil
+}
+
+// changedFrom reports whether the relation's columns differ from those of
+// prev, its previous description in this stream, or when there was none
+// from the columns the table was discovered with.
+func (rel *relation) changedFrom(prev *relation) bool {
+	type col struct {
+		name   string
+		oid    uint32
+		typmod int32
+	}
+	var before, now []col
+	for _, c := range rel.columns {
+		now = append(now, col{c.name, c.oid, c.typmod})
+	}
+	if prev != nil {
+		for _, c := range prev.columns {
+			before = append(before, col{c.name, c.oid, c.typmod})
+		}
+	} else {
+		for _, c := range rel.table.Columns {
+			if !c.Generated {
+				before = append(before, col{c.Name, c.Type.OID, c.Type.Typmod})
+			}
+		}
+	}
+	return !slices.Equal(before, now)
 }
 
 // hasKey reports whether a tuple carries every key column.
