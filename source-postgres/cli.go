@@ -123,6 +123,9 @@ func (o *fileOutput) Captured(_ uint32, doc []byte) error {
 	return o.w.WriteByte('\n')
 }
 
+// SourcedSchema is not printed: stdout carries only documents.
+func (o *fileOutput) SourcedSchema(uint32, []byte) error { return nil }
+
 // Checkpoint makes the documents durable (written out) before the state
 // that covers them, so a crash between the two repeats documents rather
 // than losing them.

@@ -69,4 +69,3 @@ func (db *database) ensureWatermarks(ctx context.Context) error {
 	}
 	return nil
 }
-
