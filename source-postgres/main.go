@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -28,8 +29,14 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stopProfile, err := startProfile(os.Getenv("PGCAPTURE_CPUPROFILE"))
+	if err != nil {
+		log.Error(err.Error())
+		os.Exit(1)
+	}
 
 	err = run(ctx, os.Args[1:], os.Stdin, os.Stdout, log)
+	stopProfile()
 	if err == nil || (sqlcapture.IsCancellation(err) && ctx.Err() != nil) {
 		return
 	}
@@ -68,6 +75,26 @@ const usage = `usage:
       restart with the same state file resumes from it.
 Logs go to stderr: LOG_LEVEL=error|warn|info|debug|trace, LOG_FORMAT=json|text|color.
 `
+
+// startProfile writes a CPU profile to path until the returned function is
+// called, for measuring the connector as it really runs (see bench/).
+func startProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("PGCAPTURE_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("PGCAPTURE_CPUPROFILE: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
 
 func newLogger(level, format string) (*logrus.Logger, error) {
 	log := logrus.New()
