@@ -162,7 +162,12 @@ func (s *Stream) Close(ctx context.Context) error {
 	return err
 }
 
-func (s *Stream) sendStatus() error {
+func (s *Stream) sendStatus() error { return s.sendStatusUpdate(false) }
+
+// sendStatusUpdate reports the acknowledged position. Asking for a reply
+// makes the server answer with a keepalive carrying its position, which an
+// idle stream turns into a checkpoint.
+func (s *Stream) sendStatusUpdate(replyRequested bool) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	lsn := pglogrepl.LSN(s.acked.Load())
@@ -170,6 +175,7 @@ func (s *Stream) sendStatus() error {
 		WALWritePosition: lsn,
 		WALFlushPosition: lsn,
 		WALApplyPosition: lsn,
+		ReplyRequested:   replyRequested,
 	})
 	if err != nil {
 		return fmt.Errorf("sending the replication status update: %w", err)
@@ -183,7 +189,7 @@ func (s *Stream) reportStatus() {
 	for {
 		select {
 		case <-ticker.C:
-			if err := s.sendStatus(); err != nil {
+			if err := s.sendStatusUpdate(true); err != nil {
 				s.log.WithError(err).Debug("periodic status update failed")
 			}
 		case <-s.exited:
