@@ -92,7 +92,7 @@ type resolvedBinding struct {
 
 // resolveBindings parses each binding's resource config and finds its
 // table, reporting every problem at once.
-func resolveBindings(db *database, resources []json.RawMessage) ([]resolvedBinding, error) {
+func resolveBindings(ctx context.Context, db *database, resources []json.RawMessage) ([]resolvedBinding, error) {
 	var out []resolvedBinding
 	var problems []string
 	for i, raw := range resources {
@@ -103,7 +103,11 @@ func resolveBindings(db *database, resources []json.RawMessage) ([]resolvedBindi
 		}
 		t := db.tables[sqlcapture.StreamID{Schema: res.Namespace, Table: res.Stream}]
 		if t == nil {
-			problems = append(problems, fmt.Sprintf("binding %d: table %q.%q was not found in database %q (or is not readable by user %q)", i, res.Namespace, res.Stream, db.cfg.Database, db.cfg.User))
+			why, err := discovery.WhyNotListed(ctx, db.conn, res.Namespace, res.Stream, db.discoveryOptions())
+			if err != nil {
+				return nil, err
+			}
+			problems = append(problems, fmt.Sprintf("binding %d: table %q.%q %s", i, res.Namespace, res.Stream, why))
 			continue
 		}
 		out = append(out, resolvedBinding{resource: res, table: t})
@@ -128,7 +132,7 @@ func (c *connector) validate(ctx context.Context, req *protocol.ValidateRequest)
 	for _, b := range req.Bindings {
 		resources = append(resources, b.ResourceConfig)
 	}
-	bindings, err := resolveBindings(db, resources)
+	bindings, err := resolveBindings(ctx, db, resources)
 	if err != nil {
 		return nil, err
 	}
@@ -224,7 +228,7 @@ func runCapture(ctx context.Context, cfg *config.Endpoint, targets []captureTarg
 	for _, t := range targets {
 		resources = append(resources, t.resource)
 	}
-	resolved, err := resolveBindings(db, resources)
+	resolved, err := resolveBindings(ctx, db, resources)
 	if err != nil {
 		return err
 	}

@@ -76,12 +76,7 @@ func connect(ctx context.Context, cfg *config.Endpoint, log logrus.FieldLogger) 
 		db.close(ctx)
 		return nil, fmt.Errorf("loading the database's types: %w", err)
 	}
-	wmSchema, wmTable := cfg.Watermarks()
-	tables, err := discovery.ListTables(ctx, db.conn, db.types, discovery.Options{
-		Publication:      cfg.Advanced.PublicationName,
-		WatermarksSchema: wmSchema,
-		WatermarksTable:  wmTable,
-	})
+	tables, err := discovery.ListTables(ctx, db.conn, db.types, db.discoveryOptions())
 	if err != nil {
 		db.close(ctx)
 		return nil, fmt.Errorf("discovering tables: %w", err)
@@ -91,6 +86,15 @@ func connect(ctx context.Context, cfg *config.Endpoint, log logrus.FieldLogger) 
 		db.tables[sqlcapture.StreamID{Schema: t.Schema, Table: t.Name}] = t
 	}
 	return db, nil
+}
+
+func (db *database) discoveryOptions() discovery.Options {
+	wmSchema, wmTable := db.cfg.Watermarks()
+	return discovery.Options{
+		Publication:      db.cfg.Advanced.PublicationName,
+		WatermarksSchema: wmSchema,
+		WatermarksTable:  wmTable,
+	}
 }
 
 func (db *database) connConfig(replication bool) (*pgconn.Config, error) {
@@ -262,12 +266,7 @@ func (db *database) DescribeStream(ctx context.Context, stream sqlcapture.Stream
 		if err != nil {
 			return nil, fmt.Errorf("loading the database's types: %w", err)
 		}
-		wmSchema, wmTable := db.cfg.Watermarks()
-		tables, err := discovery.ListTables(ctx, db.conn, types, discovery.Options{
-			Publication:      db.cfg.Advanced.PublicationName,
-			WatermarksSchema: wmSchema,
-			WatermarksTable:  wmTable,
-		})
+		tables, err := discovery.ListTables(ctx, db.conn, types, db.discoveryOptions())
 		if err != nil {
 			return nil, err
 		}

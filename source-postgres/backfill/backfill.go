@@ -52,9 +52,10 @@ func NewTable(t *discovery.Table, physical bool) (*Table, error) {
 	bt := &Table{info: t, doc: document.NewTable(t.Schema, t.Name), physical: physical}
 	var selects []string
 	for _, c := range t.Columns {
-		if c.Generated {
-			// The replication stream does not carry generated columns, so
-			// neither do backfilled rows: both paths emit the same fields.
+		if !c.InDocuments() {
+			// Documents leave out generated columns, which the replication
+			// stream does not carry, and a column named _meta: both paths
+			// emit the same fields.
 			continue
 		}
 		bt.columns = append(bt.columns, column{name: document.FieldName(c.Name), typ: c.JSONType(), info: c})

@@ -191,9 +191,10 @@ ORDER BY i.indrelid, i.indisprimary DESC, ic.relname`
 
 // addKeys chooses each table's key: its primary key; else, of the unique
 // indexes whose columns are all NOT NULL, the one whose name sorts first,
-// so that the choice is stable; else none. An index over a generated
-// column is passed over, because the replication stream lacks the column
-// and so could not say which row changed.
+// so that the choice is stable; else none. An index over a column that
+// documents do not carry (a generated column, which the replication
+// stream lacks, or one named _meta) is passed over: the key must be in
+// every document.
 func addKeys(ctx context.Context, conn *pgx.Conn, tables map[uint32]*Table, oids []uint32) error {
 	rows, err := conn.Query(ctx, indexesQuery, oids)
 	if err != nil {
@@ -241,7 +242,7 @@ func (t *Table) indexKey(attnums []int16, needNotNull bool) ([]string, bool) {
 			return nil, false
 		}
 		c := t.Columns[i]
-		if c.Generated || needNotNull && !c.NotNull {
+		if !c.InDocuments() || needNotNull && !c.NotNull {
 			return nil, false
 		}
 		key = append(key, c.Name)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -219,6 +220,49 @@ func TestListTablesEmptyDatabase(t *testing.T) {
 	}
 }
 
+// TestColumnNamedMeta checks that a column named _meta, which would
+// collide with the document's metadata, is neither in the document schema
+// nor a key column.
+func TestColumnNamedMeta(t *testing.T) {
+	conn, reg := newDatabase(t, `
+CREATE TABLE public.meta_column (id int PRIMARY KEY, "_meta" text, note text);
+CREATE TABLE public.meta_key ("_meta" int PRIMARY KEY, alt int NOT NULL UNIQUE);
+`)
+	tables, err := ListTables(t.Context(), conn, reg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tbl := range tables {
+		schema, err := tbl.DocumentSchema()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Defs map[string]struct {
+				Properties map[string]json.RawMessage `json:"properties"`
+			} `json:"$defs"`
+		}
+		if err := json.Unmarshal(schema, &doc); err != nil {
+			t.Fatal(err)
+		}
+		for _, def := range doc.Defs {
+			if _, ok := def.Properties["_meta"]; ok {
+				t.Errorf("the row schema of %s has the column _meta", tbl.Name)
+			}
+		}
+		switch tbl.Name {
+		case "meta_column":
+			if len(tbl.Columns) != 3 || tbl.Columns[1].InDocuments() || !tbl.Columns[2].InDocuments() {
+				t.Errorf("meta_column: want _meta, and only it, left out of documents")
+			}
+		case "meta_key":
+			if !slices.Equal(tbl.Key, []string{"alt"}) || !tbl.IsFallbackKey {
+				t.Errorf("meta_key: key %q (fallback %v), want the unique index on alt, as _meta cannot be a key", tbl.Key, tbl.IsFallbackKey)
+			}
+		}
+	}
+}
+
 // TestDocumentSchema compares the schema of a representative table with
 // testdata/document_schema.json; run with -update to rewrite it.
 func TestDocumentSchema(t *testing.T) {
@@ -290,6 +334,74 @@ CREATE TABLE public.measurements (at float8 PRIMARY KEY, v int);
 		if !bytes.Equal(indented.Bytes(), want) {
 			t.Errorf("the schema of %s differs from %s (run the test with -update to accept it):\n%s",
 				tbl.QuotedName(), golden, indented.Bytes())
+		}
+	}
+}
+
+// TestWhyNotListed checks, for every relation of a database under both
+// kinds of publication, that WhyNotListed explains exactly the relations
+// ListTables leaves out, and what it says of some.
+func TestWhyNotListed(t *testing.T) {
+	conn, reg := newDatabase(t, discoverySetup)
+	opts := Options{Publication: "flow_publication", WatermarksSchema: "public", WatermarksTable: "flow_watermarks"}
+	for _, viaRoot := range []string{"true", "false"} {
+		if _, err := conn.Exec(t.Context(), "DROP PUBLICATION IF EXISTS flow_publication; "+
+			"CREATE PUBLICATION flow_publication FOR ALL TABLES WITH (publish_via_partition_root = "+viaRoot+")"); err != nil {
+			t.Fatal(err)
+		}
+		tables, err := ListTables(t.Context(), conn, reg, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := map[string]bool{}
+		for _, tbl := range tables {
+			listed[tbl.Schema+"."+tbl.Name] = true
+		}
+		rows, err := conn.Query(t.Context(), `SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema')`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names [][2]string
+		for rows.Next() {
+			var n [2]string
+			if err := rows.Scan(&n[0], &n[1]); err != nil {
+				t.Fatal(err)
+			}
+			names = append(names, n)
+		}
+		if rows.Err() != nil {
+			t.Fatal(rows.Err())
+		}
+		why := map[string]string{}
+		for _, n := range names {
+			reason, err := WhyNotListed(t.Context(), conn, n[0], n[1], opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (reason == "") != listed[n[0]+"."+n[1]] {
+				t.Errorf("publish_via_partition_root = %s: %s.%s is listed %v, but WhyNotListed says %q", viaRoot, n[0], n[1], listed[n[0]+"."+n[1]], reason)
+			}
+			why[n[1]] = reason
+		}
+		for table, want := range map[string]string{
+			"a_view":          "is a view",
+			"a_matview":       "is a materialized view",
+			"a_foreign_table": "is a foreign table",
+			"unlogged":        "is unlogged",
+			"flow_watermarks": "watermarks table",
+			"events_2024_low": map[string]string{"true": `is a partition of public.events: `, "false": ""}[viaRoot],
+			"events_2024":     map[string]string{"true": `is a partition of public.events: `, "false": "ALTER PUBLICATION"}[viaRoot],
+			"events":          map[string]string{"true": "", "false": `is a partitioned table, and publication "flow_publication" publishes`}[viaRoot],
+		} {
+			if got := why[table]; want == "" && got != "" || !strings.Contains(got, want) {
+				t.Errorf("publish_via_partition_root = %s: %s %q, want %q", viaRoot, table, got, want)
+			}
+		}
+	}
+	for _, n := range [][2]string{{"public", "Users"}, {"pg_catalog", "pg_class"}} {
+		if reason, err := WhyNotListed(t.Context(), conn, n[0], n[1], opts); err != nil || reason == "" {
+			t.Errorf("%s.%s: %q, %v; want a reason", n[0], n[1], reason, err)
 		}
 	}
 }

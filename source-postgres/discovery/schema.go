@@ -11,8 +11,8 @@ import (
 
 // DocumentSchema returns the JSON Schema (draft 2020-12) of the table's
 // documents: the row's columns as properties, the key columns required,
-// and _meta. Generated columns are left out: pgoutput does not replicate
-// them, so no document could carry them consistently.
+// and _meta. Columns that documents do not carry (see InDocuments) are
+// left out.
 //
 // Its reduce annotations make the runtime merge the documents of one key
 // and delete the key on a document whose _meta/op is "d"; _meta/before
@@ -21,7 +21,7 @@ func (t *Table) DocumentSchema() (json.RawMessage, error) {
 	anchor := t.anchor()
 	properties := make(map[string]any, len(t.Columns))
 	for _, c := range t.Columns {
-		if !c.Generated {
+		if c.InDocuments() {
 			properties[c.Name] = c.Schema()
 		}
 	}

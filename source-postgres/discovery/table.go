@@ -55,6 +55,18 @@ type Column struct {
 	jsonType *pgtypes.Type
 }
 
+// MetaField is the document member that holds the capture's metadata.
+const MetaField = "_meta"
+
+// InDocuments reports whether documents carry the column. They leave out
+// generated columns, which pgoutput does not replicate (before PostgreSQL
+// 18), so a backfilled value could never be kept current; and a column
+// named _meta, whose value would collide with the document's metadata.
+// Both paths, backfill and replication, must leave out the same columns.
+func (c *Column) InDocuments() bool {
+	return !c.Generated && c.Name != MetaField
+}
+
 // JSONType returns the type whose AppendJSON and Schema give the column's
 // document value. It is Type, except for a key column whose JSON form could
 // not be a collection key (a float, json or array key column), which is

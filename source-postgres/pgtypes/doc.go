@@ -25,7 +25,9 @@
 //	                                "NaN", "Infinity", "-Infinity")
 //	real, double precision          1.5, 1e+300 (shortest exact form);   {"type":["number","string"],"format":"number"}
 //	                                "NaN", "Infinity", "-Infinity"
-//	money                           "$1,234.50" (as printed)             {"type":"string"}
+//	money                           "$1,234.50" (as printed under        {"type":"string"}
+//	                                lc_monetary C, whatever the server's
+//	                                locale)
 //	text, citext, name              "..."                                {"type":"string"}
 //	character varying(n)            "..."                                {"type":"string","maxLength":n}
 //	character(n)                    "ab  " (blank padding kept)          {"type":"string","minLength":n,"maxLength":n}

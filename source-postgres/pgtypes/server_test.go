@@ -394,18 +394,54 @@ func validateValue(schema map[string]any, v any) error {
 }
 
 // TestSessionParamsFixTextForms guards the assumption the converters are
-// built on: with SessionParams, the server prints exactly these forms.
+// built on: connected as the capture connects, with SessionParams as
+// startup parameters, the server prints exactly these forms whatever the
+// database's own defaults.
 func TestSessionParamsFixTextForms(t *testing.T) {
-	conn := connect(t, "")
-	want := []string{"2024-01-15 14:30:00.5+00", "P1DT2H", "1.1", `\x01`, "2024-01-15"}
+	pg := testsupport.SharedPostgres(t)
+	db := pg.NewDatabase(t)
+	ident := pgx.Identifier{db}.Sanitize()
+	pg.Exec(t, db, "ALTER DATABASE "+ident+` SET DateStyle = 'SQL, DMY'`)
+	pg.Exec(t, db, "ALTER DATABASE "+ident+` SET TimeZone = 'Asia/Kolkata'`)
+	pg.Exec(t, db, "ALTER DATABASE "+ident+` SET IntervalStyle = 'postgres_verbose'`)
+	pg.Exec(t, db, "ALTER DATABASE "+ident+` SET extra_float_digits = -3`)
+	pg.Exec(t, db, "ALTER DATABASE "+ident+` SET bytea_output = 'escape'`)
+	// money follows lc_monetary. Servers have different locales installed:
+	// use one that prints money differently from C if there is one.
+	var locale string
+	probe := pg.Connect(t, db)
+	for _, l := range []string{"de_DE.UTF-8", "de_DE.utf8", "fr_FR.UTF-8", "fr_FR.utf8", "en_IN.UTF-8", "en_IN.utf8"} {
+		if _, err := probe.Exec(t.Context(), "SET lc_monetary = '"+l+"'"); err == nil {
+			locale = l
+			pg.Exec(t, db, "ALTER DATABASE "+ident+" SET lc_monetary = '"+l+"'")
+			break
+		}
+	}
+	if locale == "" {
+		t.Log("the server has no de_DE, fr_FR or en_IN locale: lc_monetary is checked with the C locale only")
+	}
+
+	cfg, err := pgx.ParseConfig(pg.SuperuserURL(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, value := range SessionParams() {
+		cfg.RuntimeParams[name] = value
+	}
+	conn, err := pgx.ConnectConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	want := []string{"2024-01-15 14:30:00.5+00", "P1DT2H", "1.1", `\x01`, "2024-01-15", "-$1,234,567.89"}
 	_, rows := queryText(t, conn, `SELECT '2024-01-15 15:30:00.5+01'::timestamptz, '1 day 2 hours'::interval,
-		1.1::float8, '\x01'::bytea, '2024-01-15'::date`)
+		1.1::float8, '\x01'::bytea, '2024-01-15'::date, '-1234567.89'::money`)
 	for i, w := range want {
 		if got := string(rows[0][i]); got != w {
 			t.Errorf("column %d prints %q, want %q", i, got, w)
 		}
 	}
-	if got := strings.Join(slices.Sorted(maps.Keys(SessionParams())), ","); got != "DateStyle,IntervalStyle,TimeZone,bytea_output,client_encoding,extra_float_digits" {
+	if got := strings.Join(slices.Sorted(maps.Keys(SessionParams())), ","); got != "DateStyle,IntervalStyle,TimeZone,bytea_output,client_encoding,extra_float_digits,lc_monetary" {
 		t.Errorf("SessionParams has %s", got)
 	}
 }

@@ -12,7 +12,9 @@ import (
 // SessionParams returns the run-time parameters every connection of the
 // capture must set, replication connections included. They fix the text
 // forms that AppendJSON and AppendKey parse, and keep the text output of a
-// value identical on every connection, which key ordering relies on.
+// value identical on every connection, which key ordering relies on. Sent
+// as startup parameters, they override the server's, database's and role's
+// defaults.
 func SessionParams() map[string]string {
 	return map[string]string{
 		"DateStyle":          "ISO, MDY",
@@ -21,6 +23,9 @@ func SessionParams() map[string]string {
 		"extra_float_digits": "1",
 		"bytea_output":       "hex",
 		"client_encoding":    "UTF8",
+		// money prints per lc_monetary ("1.234,50 €" under de_DE); the C
+		// locale, which every server has, prints "$1,234.50" everywhere.
+		"lc_monetary": "C",
 	}
 }
 

@@ -522,8 +522,8 @@ func (rel *relation) appendColumns(doc []byte, row, fill *tuple, identityOnly bo
 	var err error
 	for i := range rel.columns {
 		c := &rel.columns[i]
-		if identityOnly && !c.identity {
-			continue
+		if identityOnly && !c.identity || c.name == discovery.MetaField {
+			continue // a column named _meta would collide with the metadata
 		}
 		kind, value := row.kinds[i], row.values[i]
 		if kind == tupleUnchanged && fill != nil && fill.kinds[i] != tupleUnchanged {
