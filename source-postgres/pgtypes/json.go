@@ -3,7 +3,6 @@ package pgtypes
 import (
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"unicode/utf8"
 )
@@ -40,8 +39,8 @@ func (t *Type) AppendJSON(dst, text []byte) ([]byte, error) {
 			return out, nil
 		}
 	case codecJSON:
-		if json.Valid(text) {
-			return appendCompactJSON(dst, text), nil
+		if out, ok := appendCompactJSON(dst, text); ok {
+			return out, nil
 		}
 	case codecDate:
 		if out, ok := appendDateJSON(dst, text); ok {
@@ -196,37 +195,76 @@ func appendBytea(dst, text []byte) ([]byte, bool) {
 	return append(dst, '"'), true
 }
 
-// appendCompactJSON appends a valid JSON text without the whitespace
-// between its tokens. Inside strings it replaces invalid UTF-8 and unpaired
-// surrogate escapes by U+FFFD, which strict parsers would otherwise reject.
-func appendCompactJSON(dst, text []byte) []byte {
+// appendCompactJSON appends a JSON text without the whitespace between its
+// tokens. Inside strings it replaces invalid UTF-8 and unpaired surrogate
+// escapes by U+FFFD, which strict parsers would otherwise reject.
+//
+// PostgreSQL validates json and jsonb values on input and prints jsonb
+// canonically, so a full grammar check of every value would be wasted; the
+// single pass checks structure instead (strings closed, brackets balanced,
+// something there at all), which is what a damaged value would break, and
+// reports false for the caller's fallback.
+func appendCompactJSON(dst, text []byte) ([]byte, bool) {
+	start := len(dst)
+	var stack []byte // open brackets beyond the fixed array, rarely used
+	var fixed [32]byte
+	depth := 0
 	for i := 0; i < len(text); {
 		c := text[i]
 		switch c {
 		case ' ', '\t', '\n', '\r':
 			i++
+			continue
 		case '"':
 			var end int
-			dst, end = appendJSONStringToken(dst, text[i:])
+			var closed bool
+			dst, end, closed = appendJSONStringToken(dst, text[i:])
+			if !closed {
+				return dst[:start], false
+			}
 			i += end
-		default:
-			dst = append(dst, c)
-			i++
+			continue
+		case '{', '[':
+			if depth < len(fixed) {
+				fixed[depth] = c
+			} else {
+				stack = append(stack, c)
+			}
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return dst[:start], false
+			}
+			depth--
+			open := byte(0)
+			if depth < len(fixed) {
+				open = fixed[depth]
+			} else {
+				open, stack = stack[len(stack)-1], stack[:len(stack)-1]
+			}
+			if open+2 != c { // '{'+2 == '}', '['+2 == ']'
+				return dst[:start], false
+			}
 		}
+		dst = append(dst, c)
+		i++
 	}
-	return dst
+	if depth != 0 || len(dst) == start {
+		return dst[:start], false
+	}
+	return dst, true
 }
 
 // appendJSONStringToken copies the string token that begins s, sanitized,
 // and returns the token's length.
-func appendJSONStringToken(dst, s []byte) ([]byte, int) {
+func appendJSONStringToken(dst, s []byte) ([]byte, int, bool) {
 	dst = append(dst, '"')
 	start := 1
 	for i := 1; i < len(s); {
 		c := s[i]
 		switch {
 		case c == '"':
-			return append(append(dst, s[start:i]...), '"'), i + 1
+			return append(append(dst, s[start:i]...), '"'), i + 1, true
 		case c == '\\' && i+1 < len(s) && s[i+1] == 'u':
 			r, ok := decodeUTF16Escape(s[i:])
 			if !ok {
@@ -259,8 +297,7 @@ func appendJSONStringToken(dst, s []byte) ([]byte, int) {
 			i++
 		}
 	}
-	// Unreachable for valid JSON: the token is always closed.
-	return append(append(dst, s[start:]...), '"'), len(s)
+	return dst, len(s), false // the string is never closed
 }
 
 // decodeUTF16Escape decodes a \uXXXX escape at the start of s.
