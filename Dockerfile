@@ -4,6 +4,8 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
+# CGO_ENABLED=0 makes a static binary, which the base image below needs: it
+# has no C library.
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/source-postgres ./source-postgres
 
 FROM gcr.io/distroless/static-debian12:nonroot
@@ -14,5 +16,7 @@ LABEL CONNECTOR_PROTOCOL=flow-capture \
       FLOW_RUNTIME_PROTOCOL=capture \
       FLOW_RUNTIME_CODEC=proto
 ENV FLOW_RUNTIME_CODEC=proto
-USER nonroot:nonroot
+# The base image's nonroot user, by number: Kubernetes' runAsNonRoot can
+# only verify a numeric user.
+USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/source-postgres"]

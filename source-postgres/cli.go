@@ -10,11 +10,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/term"
 
 	"pgcapture/source-postgres/config"
 	"pgcapture/sqlcapture"
@@ -44,6 +46,7 @@ func captureCommand(ctx context.Context, args []string, stdout io.Writer, log *l
 	if err != nil {
 		return fmt.Errorf("configuration %s: %w", *configPath, err)
 	}
+	log.WithField("config", cfg.Redacted()).Debug("parsed the configuration")
 
 	var state sqlcapture.State
 	if *statePath != "" {
@@ -64,34 +67,42 @@ func captureCommand(ctx context.Context, args []string, stdout io.Writer, log *l
 	if err != nil {
 		return err
 	}
+	// wanted maps each table named by --tables to whether it was discovered.
 	wanted := map[string]bool{}
 	for _, t := range strings.Split(*tableList, ",") {
 		if t = strings.TrimSpace(t); t != "" {
-			wanted[t] = true
+			wanted[t] = false
 		}
 	}
+	all := len(wanted) == 0
 	var targets []captureTarget
+	names := map[string]string{} // state key → schema.table
 	for _, b := range bindings {
 		var res config.Resource
 		if err := json.Unmarshal(b.ResourceConfig, &res); err != nil {
 			return err
 		}
 		name := res.Namespace + "." + res.Stream
-		if len(wanted) > 0 && !wanted[name] {
-			continue
+		if !all {
+			if _, ok := wanted[name]; !ok {
+				continue
+			}
+			wanted[name] = true
 		}
-		delete(wanted, name)
-		targets = append(targets, captureTarget{
-			resource: b.ResourceConfig,
-			stateKey: StateKey([]string{res.Namespace, res.Stream}),
-		})
+		key := StateKey([]string{res.Namespace, res.Stream})
+		targets = append(targets, captureTarget{resource: b.ResourceConfig, stateKey: key})
+		names[key] = name
 	}
-	if len(wanted) > 0 {
-		var missing []string
-		for t := range wanted {
-			missing = append(missing, t)
+	var missing []string
+	for name, found := range wanted {
+		if !found {
+			missing = append(missing, name)
 		}
-		return fmt.Errorf("--tables names tables that were not discovered: %s", strings.Join(missing, ", "))
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return fmt.Errorf("--tables names tables that were not discovered in database %q: %s (write them as schema.table, exactly as in the catalog)",
+			cfg.Database, strings.Join(missing, ", "))
 	}
 	if len(targets) == 0 {
 		return fmt.Errorf("there are no tables to capture in database %q", cfg.Database)
@@ -100,6 +111,11 @@ func captureCommand(ctx context.Context, args []string, stdout io.Writer, log *l
 	out := &fileOutput{w: bufio.NewWriterSize(stdout, 1<<20), state: state, path: *statePath}
 	acks := sqlcapture.NewAcknowledgements()
 	out.acks = acks
+	// Progress lines are for a person watching; in a log file they would
+	// only repeat what the checkpoints say.
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		out.progress = newBackfillProgress(os.Stderr, names, state, cfg.SkipBackfillTables())
+	}
 	err = runCapture(ctx, cfg, targets, state, out, acks, func() error {
 		log.WithField("tables", len(targets)).Info("capturing; change documents follow on stdout")
 		return nil
@@ -112,10 +128,11 @@ func captureCommand(ctx context.Context, args []string, stdout io.Writer, log *l
 
 // fileOutput prints documents and persists checkpoints to a state file.
 type fileOutput struct {
-	w     *bufio.Writer
-	state sqlcapture.State
-	path  string
-	acks  *sqlcapture.Acknowledgements
+	w        *bufio.Writer
+	state    sqlcapture.State
+	path     string
+	acks     *sqlcapture.Acknowledgements
+	progress *backfillProgress // nil when stderr is not a terminal
 }
 
 func (o *fileOutput) Captured(_ uint32, doc []byte) error {
@@ -135,6 +152,9 @@ func (o *fileOutput) Checkpoint(patch []byte) error {
 	}
 	if err := o.state.Apply(patch); err != nil {
 		return err
+	}
+	if o.progress != nil {
+		o.progress.update(o.state)
 	}
 	if o.path != "" {
 		raw, err := json.Marshal(o.state)

@@ -55,6 +55,11 @@ func discoverBindings(ctx context.Context, rawConfig json.RawMessage, log logrus
 		return nil, err
 	}
 	defer db.close(ctx)
+	// A server that cannot be captured fails discovery too, rather than
+	// offering bindings that could never run.
+	if err := db.checkServer(ctx); err != nil {
+		return nil, err
+	}
 	var out []protocol.DiscoveredBinding
 	// Bindings are listed in a stable order, so repeated discoveries diff cleanly.
 	tables := slices.SortedFunc(maps.Values(db.tables), func(a, b *discovery.Table) int {

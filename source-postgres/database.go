@@ -133,10 +133,7 @@ func (db *database) quotedWatermarks() string {
 // published, and the replication slot exists and matches the cursor.
 // Tables in physical are backfilled in ctid order rather than key order.
 func (db *database) prepareCapture(ctx context.Context, tables []*discovery.Table, physical map[*discovery.Table]bool, cursor string) error {
-	if err := db.checkPrerequisites(ctx, tables); err != nil {
-		return err
-	}
-	if err := db.ensureWatermarks(ctx); err != nil {
+	if err := db.ensurePrerequisites(ctx, tables); err != nil {
 		return err
 	}
 	if err := db.ensureSlot(ctx, cursor); err != nil {

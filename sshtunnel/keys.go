@@ -15,6 +15,7 @@ import (
 
 const (
 	privateKeyField = "networkTunnel.sshForwarding.privateKey"
+	hostKeyField    = "networkTunnel.sshForwarding.hostKey"
 	acceptedFormats = `an unencrypted PEM private key: "BEGIN OPENSSH PRIVATE KEY", ` +
 		`"BEGIN RSA PRIVATE KEY" (PKCS#1), "BEGIN EC PRIVATE KEY" or "BEGIN PRIVATE KEY" (PKCS#8), ` +
 		`holding an Ed25519, ECDSA or RSA key`
@@ -130,7 +131,7 @@ func (v *hostKeyVerifier) check(hostname string, remote net.Addr, key ssh.Public
 			"hostKey":            authorizedKey(key),
 		}).Warn("ssh tunnel: the SSH server's host key is not pinned, so the server's identity is not verified; " +
 			"compare hostKeyFingerprint with the output of ssh-keygen -lf on the server's host key, " +
-			"then pin it by configuring the logged hostKey as the tunnel's host key")
+			"then pin it by setting " + hostKeyField + " to the logged hostKey")
 		v.pinned = []ssh.PublicKey{key}
 		v.verified = true
 		return nil
@@ -165,8 +166,8 @@ func (e *hostKeyMismatchError) Error() string {
 		want[i] = key.Type() + " " + ssh.FingerprintSHA256(key)
 	}
 	return fmt.Sprintf("host key mismatch: SSH server %s presented the %s host key %s, but the pinned host key is %s; "+
-		"if the server's host key was changed on purpose, pin the new one, otherwise the connection may be intercepted",
-		e.server, e.got.Type(), ssh.FingerprintSHA256(e.got), strings.Join(want, " or "))
+		"if the server's host key was changed on purpose, set %s to the new one, otherwise the connection may be intercepted",
+		e.server, e.got.Type(), ssh.FingerprintSHA256(e.got), strings.Join(want, " or "), hostKeyField)
 }
 
 // authorizedKey formats key as a single authorized_keys line.

@@ -55,6 +55,7 @@ type Config struct {
 type Tunnel struct {
 	client *ssh.Client
 	server string // host:port of the SSH server, for messages
+	log    logrus.FieldLogger
 	done   chan struct{}
 
 	mu  sync.Mutex
@@ -127,8 +128,11 @@ func Open(ctx context.Context, cfg Config) (*Tunnel, error) {
 	t := &Tunnel{
 		client: ssh.NewClient(sshConn, chans, reqs),
 		server: server,
+		log:    verifier.logger,
 		done:   make(chan struct{}),
 	}
+	t.log.WithFields(logrus.Fields{"sshServer": server, "sshUser": user, "keepaliveInterval": interval.String()}).
+		Debug("ssh tunnel: connected to the SSH server")
 	go t.watch()
 	go t.keepalive(interval)
 	return t, nil
@@ -210,7 +214,7 @@ func (t *Tunnel) fail(err error) {
 // at once with an error wrapping the reason.
 func (t *Tunnel) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	if err := t.cause(); err != nil {
-		return nil, &tunnelDownError{addr: addr, cause: err}
+		return nil, &tunnelDownError{op: "dialing", addr: addr, cause: err}
 	}
 	switch network {
 	case "tcp", "tcp4", "tcp6":
@@ -227,7 +231,8 @@ func (t *Tunnel) DialContext(ctx context.Context, network, addr string) (net.Con
 
 	channel, err := t.client.DialContext(ctx, network, addr)
 	if err == nil {
-		return newChannelConn(channel, network, addr), nil
+		t.log.WithField("address", addr).Trace("ssh tunnel: forwarding a connection")
+		return t.newChannelConn(channel, network, addr), nil
 	}
 	if openErr, ok := errors.AsType[*ssh.OpenChannelError](err); ok {
 		return nil, fmt.Errorf("ssh tunnel: dialing %s through SSH server %s: %w%s", addr, t.server, err, dialHint(openErr, addr))
@@ -239,21 +244,23 @@ func (t *Tunnel) DialContext(ctx context.Context, network, addr string) (net.Con
 	// keepalive, if the connection is only half dead) is about to record.
 	select {
 	case <-t.done:
-		return nil, &tunnelDownError{addr: addr, cause: t.Err()}
+		return nil, &tunnelDownError{op: "dialing", addr: addr, cause: t.Err()}
 	case <-ctx.Done():
 		return nil, fmt.Errorf("ssh tunnel: dialing %s through SSH server %s: %w", addr, t.server, err)
 	}
 }
 
-// tunnelDownError is a dial through a tunnel that has ended. It unwraps to
-// the reason, whose "ssh tunnel: " prefix it does not repeat.
+// tunnelDownError is a dial through a tunnel that has ended, or a
+// connection through it that ended with it. It unwraps to the reason, whose
+// "ssh tunnel: " prefix it does not repeat.
 type tunnelDownError struct {
+	op    string // "dialing", or "using the connection to"
 	addr  string
 	cause error
 }
 
 func (e *tunnelDownError) Error() string {
-	return fmt.Sprintf("ssh tunnel: dialing %s: the tunnel is down: %s", e.addr, strings.TrimPrefix(e.cause.Error(), "ssh tunnel: "))
+	return fmt.Sprintf("ssh tunnel: %s %s: the tunnel is down: %s", e.op, e.addr, strings.TrimPrefix(e.cause.Error(), "ssh tunnel: "))
 }
 
 func (e *tunnelDownError) Unwrap() error { return e.cause }
@@ -267,6 +274,19 @@ func dialHint(err *ssh.OpenChannelError, addr string) string {
 		return fmt.Sprintf("; the SSH server could not connect to %s: check the database address as seen from the SSH server", addr)
 	}
 	return ""
+}
+
+// lost returns why the tunnel has ended, or nil if it is up. A request on
+// the SSH connection tells: it fails only once the connection is gone.
+func (t *Tunnel) lost() error {
+	if _, _, err := t.client.SendRequest(keepaliveRequest, true, nil); err == nil {
+		return nil
+	}
+	// The connection is failing; closing it makes sure that it ends, and
+	// watch records why it did.
+	t.client.Close()
+	<-t.done
+	return t.Err()
 }
 
 // Done returns a channel that is closed when the tunnel has ended, through

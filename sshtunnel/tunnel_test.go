@@ -385,6 +385,9 @@ func checkDead(t *testing.T, tunnel *sshtunnel.Tunnel, openConn *pgconn.PgConn) 
 		t.Error("a query on a connection through a dead tunnel succeeded")
 	} else if ctx.Err() != nil {
 		t.Errorf("a query on a connection through a dead tunnel hung until its context ended: %v", err)
+	} else if !errors.Is(err, cause) || !strings.Contains(err.Error(), "the tunnel is down") {
+		// Not the io.EOF of a server that closed the connection.
+		t.Errorf("a query through a dead tunnel failed with %q, which does not blame the tunnel's %q", err, cause)
 	}
 	if elapsed := time.Since(start); elapsed > 5*time.Second {
 		t.Errorf("a query through a dead tunnel took %s to fail", elapsed)
