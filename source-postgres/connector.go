@@ -266,10 +266,14 @@ func runCapture(ctx context.Context, cfg *config.Endpoint, targets []captureTarg
 	if err := opened(); err != nil {
 		return err
 	}
-	return sqlcapture.Run(ctx, db, bindings, state, out, acks, sqlcapture.Options{
+	err = sqlcapture.Run(ctx, db, bindings, state, out, acks, sqlcapture.Options{
 		ChunkSize: cfg.Advanced.BackfillChunkSize,
 		Logger:    log,
 	})
+	if err != nil && !sqlcapture.IsCancellation(err) {
+		err = db.explainFailure(ctx, err)
+	}
+	return err
 }
 
 // readAcknowledgements drains the runtime's requests for the rest of the

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
@@ -152,6 +153,30 @@ func (db *database) prepareCapture(ctx context.Context, tables []*discovery.Tabl
 	return nil
 }
 
+const slotRecovery = "to recover, re-backfill every binding (bump their backfill counters, or reset the capture's state): the changes made while the slot was unusable cannot be replayed"
+
+func slotLostError(slot string) error {
+	return fmt.Errorf("replication slot %q was invalidated by PostgreSQL (wal_status 'lost', usually max_slot_wal_keep_size): %s, after dropping the slot", slot, slotRecovery)
+}
+
+// explainFailure translates a capture failure that the replication slot
+// explains: PostgreSQL ends the stream of a slot it invalidates (or that is
+// dropped) with a bare "terminating connection", which says nothing of why.
+func (db *database) explainFailure(ctx context.Context, err error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	slot := db.cfg.Advanced.SlotName
+	var walStatus string
+	qerr := db.conn.QueryRow(ctx, "SELECT COALESCE(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&walStatus)
+	switch {
+	case errors.Is(qerr, pgx.ErrNoRows):
+		return fmt.Errorf("replication slot %q was dropped while the capture was running: %s (%w)", slot, slotRecovery, err)
+	case qerr == nil && walStatus == "lost":
+		return fmt.Errorf("%w (%w)", slotLostError(slot), err)
+	}
+	return err
+}
+
 // ensureSlot checks the replication slot against the capture's cursor. A
 // new capture (no cursor) gets a fresh slot; a resumed one needs its slot
 // intact and not ahead of the cursor, or changes would be silently lost.
@@ -168,7 +193,6 @@ func (db *database) ensureSlot(ctx context.Context, cursor string) error {
 	if err != nil && !missing {
 		return fmt.Errorf("looking up replication slot %q: %w", slot, err)
 	}
-	recovery := "to recover, re-backfill every binding (bump their backfill counters, or reset the capture's state): the changes made while the slot was unusable cannot be replayed"
 	switch {
 	case !missing && dbName != db.cfg.Database:
 		return fmt.Errorf("replication slot %q belongs to database %q, not %q: choose another advanced.slotName for this capture", slot, dbName, db.cfg.Database)
@@ -177,9 +201,9 @@ func (db *database) ensureSlot(ctx context.Context, cursor string) error {
 	case !missing && plugin != "pgoutput":
 		return fmt.Errorf("replication slot %q uses the %q plugin, not pgoutput: drop it or choose another advanced.slotName", slot, plugin)
 	case missing && cursor != "":
-		return fmt.Errorf("replication slot %q no longer exists, but the capture's checkpoint resumes from %s: %s", slot, cursor, recovery)
+		return fmt.Errorf("replication slot %q no longer exists, but the capture's checkpoint resumes from %s: %s", slot, cursor, slotRecovery)
 	case !missing && walStatus == "lost":
-		return fmt.Errorf("replication slot %q was invalidated by PostgreSQL (wal_status 'lost', usually max_slot_wal_keep_size): %s, after dropping the slot", slot, recovery)
+		return slotLostError(slot)
 	case cursor == "":
 		// A new capture starts its stream where its backfills start: now.
 		if !missing {
@@ -202,7 +226,7 @@ func (db *database) ensureSlot(ctx context.Context, cursor string) error {
 		return fmt.Errorf("replication slot %q has no confirmed position", slot)
 	}
 	if have > want {
-		return fmt.Errorf("replication slot %q has been advanced to %s, past the capture's checkpoint at %s, so the changes in between are gone: %s", slot, have, want, recovery)
+		return fmt.Errorf("replication slot %q has been advanced to %s, past the capture's checkpoint at %s, so the changes in between are gone: %s", slot, have, want, slotRecovery)
 	}
 	return nil
 }

@@ -28,9 +28,14 @@ import (
 // Defaults of the endpoint configuration. Parse applies them to empty fields,
 // and ConfigSchema advertises them.
 const (
-	DefaultDatabase          = "postgres"
-	DefaultUser              = "flow_capture"
-	DefaultBackfillChunkSize = 4096
+	DefaultDatabase = "postgres"
+	DefaultUser     = "flow_capture"
+	// DefaultBackfillChunkSize is larger than the 4096 rows other
+	// PostgreSQL captures document: each chunk costs a few round trips and a
+	// fence through the replication stream (about 2 ms), which at 4096 rows
+	// held backfills to 0.6x of COPY's rate, and at 65536 to about 1x, with
+	// the connector's memory under 30 MB (bench/, 1M rows of ~100 bytes).
+	DefaultBackfillChunkSize = 65536
 	DefaultPublicationName   = "flow_publication"
 	DefaultSlotName          = "flow_slot"
 	DefaultWatermarksTable   = "public.flow_watermarks"
