@@ -170,6 +170,10 @@ type capture struct {
 	docs int
 	// fenceSeen: the awaited watermark appeared; its commit ends the fence.
 	fenceSeen bool
+	// batch is the batch being processed, and next its next event: a fence
+	// can end in the middle of a batch.
+	batch *Batch
+	next  int
 }
 
 // reconcile builds each binding's starting state from the checkpointed one.
@@ -311,22 +315,9 @@ func (c *capture) streamEvents(ctx context.Context, fence string) error {
 		timeout = timer.C
 	}
 	for {
-		if fence == "" && c.pendingCommit && !c.inTxn && len(events) == 0 {
-			if err := c.checkpoint(); err != nil {
-				return err
-			}
-		}
-		select {
-		case ev, ok := <-events:
-			if !ok {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				if err := c.stream.Err(); err != nil {
-					return err
-				}
-				return ErrStreamEnded
-			}
+		for c.batch != nil && c.next < len(c.batch.Events) {
+			ev := c.batch.Events[c.next]
+			c.next++
 			committed, reached, err := c.handle(ctx, ev, fence)
 			if err != nil {
 				return err
@@ -337,6 +328,28 @@ func (c *capture) streamEvents(ctx context.Context, fence string) error {
 			if committed && timer != nil {
 				timer.Reset(c.opts.FenceTimeout)
 			}
+		}
+		if c.batch != nil {
+			c.stream.Release(c.batch)
+			c.batch = nil
+		}
+		if fence == "" && c.pendingCommit && !c.inTxn && len(events) == 0 {
+			if err := c.checkpoint(); err != nil {
+				return err
+			}
+		}
+		select {
+		case b, ok := <-events:
+			if !ok {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if err := c.stream.Err(); err != nil {
+					return err
+				}
+				return ErrStreamEnded
+			}
+			c.batch, c.next = b, 0
 		case <-c.acks.ready:
 			if err := c.acknowledge(ctx, c.acks.take()); err != nil {
 				return err

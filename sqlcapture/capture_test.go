@@ -165,7 +165,7 @@ func (db *memDB) StartReplication(ctx context.Context, cursor string) (Replicati
 		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	s := &memStream{events: make(chan Event, 8), cancel: cancel}
+	s := &memStream{events: make(chan *Batch, 8), cancel: cancel}
 	go func() {
 		defer close(s.events)
 		stop := context.AfterFunc(ctx, func() {
@@ -186,7 +186,7 @@ func (db *memDB) StartReplication(ctx context.Context, cursor string) (Replicati
 			ev := db.log[i]
 			db.mu.Unlock()
 			select {
-			case s.events <- ev:
+			case s.events <- &Batch{Events: []Event{ev}}:
 			case <-ctx.Done():
 				return
 			}
@@ -196,14 +196,15 @@ func (db *memDB) StartReplication(ctx context.Context, cursor string) (Replicati
 }
 
 type memStream struct {
-	events chan Event
+	events chan *Batch
 	cancel context.CancelFunc
 	mu     sync.Mutex
 	acked  string
 }
 
-func (s *memStream) Events() <-chan Event { return s.events }
-func (s *memStream) Err() error           { return nil }
+func (s *memStream) Events() <-chan *Batch { return s.events }
+func (s *memStream) Release(*Batch)        {}
+func (s *memStream) Err() error            { return nil }
 func (s *memStream) Acknowledge(_ context.Context, c string) error {
 	s.mu.Lock()
 	s.acked = c

@@ -56,9 +56,12 @@ type Database interface {
 // ReplicationStream is an open change stream. Events arrive in commit order:
 // a transaction's Change events, then its Commit.
 type ReplicationStream interface {
-	// Events delivers the stream. It is closed when the stream ends; Err then
-	// says why.
-	Events() <-chan Event
+	// Events delivers the stream in batches of consecutive events. It is
+	// closed when the stream ends; Err then says why.
+	Events() <-chan *Batch
+	// Release hands a batch back once its events are processed: the stream
+	// reuses its memory, so nothing of it may be kept.
+	Release(*Batch)
 	// Err is the error that ended the stream, if any.
 	Err() error
 	// Acknowledge tells the database that every change up to and including
@@ -66,6 +69,23 @@ type ReplicationStream interface {
 	Acknowledge(ctx context.Context, cursor string) error
 	// Close ends the stream, first confirming the last acknowledged cursor.
 	Close(ctx context.Context) error
+}
+
+// Batch is a run of consecutive events. A stream may keep the events'
+// memory in Changes and Arena and reuse it once the batch is released, so
+// that delivering a change allocates nothing.
+type Batch struct {
+	Events  []Event
+	Changes []Change
+	Arena   []byte
+}
+
+// Reset empties the batch, keeping its memory.
+func (b *Batch) Reset() {
+	clear(b.Events)
+	b.Events = b.Events[:0]
+	b.Changes = b.Changes[:0]
+	b.Arena = b.Arena[:0]
 }
 
 // StreamID names a source table, e.g. "public.users".

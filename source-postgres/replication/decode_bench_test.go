@@ -144,7 +144,8 @@ func (src *benchSource) stream() *Stream {
 			Types:      src.types,
 		},
 		log:       log,
-		events:    make(chan sqlcapture.Event, 256),
+		events:    make(chan *sqlcapture.Batch, batchesQueued),
+		free:      make(chan *sqlcapture.Batch, batchesQueued+2),
 		closed:    make(chan struct{}),
 		exited:    make(chan struct{}),
 		relations: make(map[uint32]*relation),
@@ -189,7 +190,7 @@ func BenchmarkDecode(b *testing.B) {
 		perRow(b)
 	})
 
-	// Events handed to a consumer goroutine, as in the connector.
+	// Events handed to a consumer goroutine in batches, as in the connector.
 	for _, c := range []struct {
 		name string
 		txn  []walMessage
@@ -204,7 +205,8 @@ func BenchmarkDecode(b *testing.B) {
 			go func() {
 				for {
 					select {
-					case <-s.events:
+					case batch := <-s.events:
+						s.Release(batch)
 					case <-done:
 						return
 					}
@@ -219,7 +221,7 @@ func BenchmarkDecode(b *testing.B) {
 	}
 
 	// The same inserts with the events drained by the decoding goroutine
-	// itself: the difference to "insert" is the cost of handing each event
+	// itself: the difference to "insert" is the cost of handing the batches
 	// to another goroutine.
 	b.Run("insert-same-goroutine", func(b *testing.B) {
 		s := src.stream()
@@ -233,7 +235,7 @@ func BenchmarkDecode(b *testing.B) {
 					b.Fatal(err)
 				}
 				for len(s.events) > 0 {
-					<-s.events
+					s.Release(<-s.events)
 				}
 			}
 		}

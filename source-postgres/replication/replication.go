@@ -51,7 +51,9 @@ type Stream struct {
 	opts Options
 	log  logrus.FieldLogger
 
-	events chan sqlcapture.Event
+	events chan *sqlcapture.Batch
+	// free holds released batches for reuse.
+	free   chan *sqlcapture.Batch
 	closed chan struct{}
 	exited chan struct{}
 	err    error
@@ -62,12 +64,15 @@ type Stream struct {
 
 	// Everything below belongs to the receiving goroutine.
 	relations map[uint32]*relation
-	inTxn     bool
-	txn       document.Source
-	msg       rowMessage
-	prevEnd   uint64
-	idleAt    time.Time
-	idleLSN   uint64
+	batch     *sqlcapture.Batch // being filled
+	// oldKey and newKey are scratch space for detecting key changes.
+	oldKey, newKey []byte
+	inTxn          bool
+	txn            document.Source
+	msg            rowMessage
+	prevEnd        uint64
+	idleAt         time.Time
+	idleLSN        uint64
 }
 
 // Start begins streaming from slot at startLSN (0: from the slot's confirmed
@@ -94,7 +99,8 @@ func Start(ctx context.Context, conn *pgconn.PgConn, startLSN uint64, opts Optio
 		conn:      conn,
 		opts:      opts,
 		log:       opts.Logger,
-		events:    make(chan sqlcapture.Event, 256),
+		events:    make(chan *sqlcapture.Batch, batchesQueued),
+		free:      make(chan *sqlcapture.Batch, batchesQueued+2),
 		closed:    make(chan struct{}),
 		exited:    make(chan struct{}),
 		relations: make(map[uint32]*relation),
@@ -107,8 +113,30 @@ func Start(ctx context.Context, conn *pgconn.PgConn, startLSN uint64, opts Optio
 	return s, nil
 }
 
+// Batches bound what the stream holds: the engine is handed batches of up
+// to batchChanges changes (or batchBytes of documents), at most
+// batchesQueued of them waiting, so memory stays bounded whatever the size
+// of a transaction, and a released batch's memory is reused.
+const (
+	batchChanges  = 1024
+	batchBytes    = 1 << 20
+	batchesQueued = 4
+)
+
 // Events implements sqlcapture.ReplicationStream.
-func (s *Stream) Events() <-chan sqlcapture.Event { return s.events }
+func (s *Stream) Events() <-chan *sqlcapture.Batch { return s.events }
+
+// Release implements sqlcapture.ReplicationStream.
+func (s *Stream) Release(b *sqlcapture.Batch) {
+	b.Reset()
+	if cap(b.Arena) > 4*batchBytes {
+		b.Arena = nil // held a huge value: do not keep its memory
+	}
+	select {
+	case s.free <- b:
+	default: // more batches than were ever in flight: let it go
+	}
+}
 
 // Err implements sqlcapture.ReplicationStream.
 func (s *Stream) Err() error {
@@ -259,13 +287,37 @@ func (s *Stream) receiveLoop() error {
 	}
 }
 
-// send hands an event to the engine; after Close events are dropped while
-// the stream drains to its CopyDone.
+// current returns the batch being filled, taking a released one if any.
+func (s *Stream) current() *sqlcapture.Batch {
+	if s.batch == nil {
+		select {
+		case s.batch = <-s.free:
+		default:
+			s.batch = &sqlcapture.Batch{Changes: make([]sqlcapture.Change, 0, batchChanges)}
+		}
+	}
+	return s.batch
+}
+
+// send adds an event to the current batch and hands the batch to the
+// engine, so that what the event says (a commit, a position) is acted on
+// now; after Close events are dropped while the stream drains.
 func (s *Stream) send(ev sqlcapture.Event) error {
+	b := s.current()
+	b.Events = append(b.Events, ev)
+	return s.flush()
+}
+
+// flush hands the current batch to the engine.
+func (s *Stream) flush() error {
+	if s.batch == nil || len(s.batch.Events) == 0 {
+		return nil
+	}
 	select {
-	case s.events <- ev:
+	case s.events <- s.batch:
 	case <-s.closed:
 	}
+	s.batch = nil
 	return nil
 }
 
@@ -462,15 +514,14 @@ func (s *Stream) change(lsn uint64) error {
 	// An update. Key changes become a delete of the old key and a creation
 	// of the new one, so keyed collections keep no row under the old key.
 	if old != nil && rel.hasKey(old) {
-		oldKey, err := rel.appendKey(nil, old, nil)
-		if err != nil {
+		var err error
+		if s.oldKey, err = rel.appendKey(s.oldKey[:0], old, nil); err != nil {
 			return err
 		}
-		newKey, err := rel.appendKey(nil, &m.new, old)
-		if err != nil {
+		if s.newKey, err = rel.appendKey(s.newKey[:0], &m.new, old); err != nil {
 			return err
 		}
-		if !bytes.Equal(oldKey, newKey) {
+		if !bytes.Equal(s.oldKey, s.newKey) {
 			if err := s.emit(rel, sqlcapture.OpDelete, &src, old, nil, nil); err != nil {
 				return err
 			}
@@ -491,28 +542,44 @@ func (s *Stream) emit(rel *relation, op sqlcapture.Op, src *document.Source, row
 	if fill != nil && s.msg.oldKind != 'O' {
 		fill = nil
 	}
-	key, err := rel.appendKey(nil, row, fill)
+	// The key and the document go into the batch's arena, and the change
+	// into its preallocated changes: nothing is allocated per change.
+	b := s.current()
+	arena := b.Arena
+	start := len(arena)
+	arena, err := rel.appendKey(arena, row, fill)
 	if err != nil {
 		return err
 	}
-	doc := make([]byte, 0, 256)
-	doc = rel.doc.BeginChange(doc, byte(op), src)
+	keyEnd := len(arena)
+	arena = rel.doc.BeginChange(arena, byte(op), src)
 	if before != nil {
-		doc = document.BeginBefore(doc)
-		if doc, err = rel.appendColumns(doc, before, nil, false); err != nil {
+		arena = document.BeginBefore(arena)
+		if arena, err = rel.appendColumns(arena, before, nil, false); err != nil {
 			return err
 		}
-		doc = document.EndBefore(doc)
+		arena = document.EndBefore(arena)
 	}
-	doc = document.EndMeta(doc)
+	arena = document.EndMeta(arena)
 	// A delete under the default replica identity carries only the key: the
 	// other columns are sent as nulls that mean "not sent", not NULL.
 	identityOnly := op == sqlcapture.OpDelete && s.msg.oldKind == 'K'
-	if doc, err = rel.appendColumns(doc, row, fill, identityOnly); err != nil {
+	if arena, err = rel.appendColumns(arena, row, fill, identityOnly); err != nil {
 		return err
 	}
-	doc = document.End(doc)
-	return s.send(&sqlcapture.Change{Stream: rel.stream, Op: op, Key: key, Doc: doc})
+	arena = document.End(arena)
+	b.Arena = arena
+	b.Changes = append(b.Changes, sqlcapture.Change{
+		Stream: rel.stream,
+		Op:     op,
+		Key:    arena[start:keyEnd:keyEnd],
+		Doc:    arena[keyEnd:len(arena):len(arena)],
+	})
+	b.Events = append(b.Events, &b.Changes[len(b.Changes)-1])
+	if len(b.Changes) == cap(b.Changes) || len(b.Arena) >= batchBytes {
+		return s.flush()
+	}
+	return nil
 }
 
 // appendColumns appends row's columns as document fields. Unchanged TOASTed
