@@ -262,6 +262,9 @@ func appendDateJSON(dst, text []byte) ([]byte, bool) {
 // appendTimestampJSON converts a timestamp to RFC 3339 in UTC, clamped to
 // 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999999Z.
 func appendTimestampJSON(dst, text []byte, withZone bool) ([]byte, bool) {
+	if out, ok := appendTimestampCommon(dst, text, withZone); ok {
+		return out, true
+	}
 	var c civilTime
 	switch special(text) {
 	case 1:
@@ -282,6 +285,43 @@ func appendTimestampJSON(dst, text []byte, withZone bool) ([]byte, bool) {
 	dst = appendCivilDate(dst, c)
 	dst = append(dst, 'T')
 	dst = appendClock(dst, &c)
+	return append(dst, 'Z', '"'), true
+}
+
+// appendTimestampCommon converts the form nearly every value takes under
+// the session's DateStyle ISO and TimeZone UTC, "2024-01-15 14:30:00.123+00"
+// (a four-digit year, no BC, offset +00 when withZone), by copying: the
+// RFC 3339 form has the same digits. Anything else is left to the parser.
+func appendTimestampCommon(dst, text []byte, withZone bool) ([]byte, bool) {
+	n := len(text)
+	if withZone {
+		if n < 3 || text[n-3] != '+' || text[n-2] != '0' || text[n-1] != '0' {
+			return dst, false
+		}
+		n -= 3
+	}
+	if n < 19 || text[4] != '-' || text[7] != '-' || text[10] != ' ' || text[13] != ':' || text[16] != ':' {
+		return dst, false
+	}
+	for _, i := range [...]int{0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18} {
+		if text[i] < '0' || text[i] > '9' {
+			return dst, false
+		}
+	}
+	if n > 19 {
+		if text[19] != '.' || n == 20 || n > 26 {
+			return dst, false
+		}
+		for _, c := range text[20:n] {
+			if c < '0' || c > '9' {
+				return dst, false
+			}
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, text[:10]...)
+	dst = append(dst, 'T')
+	dst = append(dst, text[11:n]...)
 	return append(dst, 'Z', '"'), true
 }
 

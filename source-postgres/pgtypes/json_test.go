@@ -2,8 +2,10 @@ package pgtypes
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 )
 
 // builtin makes a built-in type as LoadRegistry would, for tests that need
@@ -292,5 +294,46 @@ func TestNullable(t *testing.T) {
 	enum := Nullable(enumType("x").Schema())
 	if got, _ := json.Marshal(enum); string(got) != `{"enum":["x",null],"type":["string","null"]}` {
 		t.Errorf("Nullable(enum) = %s", got)
+	}
+}
+
+// TestTimestampCommonFormMatchesParser checks the copying fast path against
+// the full parser on many instants, as PostgreSQL prints them in UTC.
+func TestTimestampCommonFormMatchesParser(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 20_000 {
+		sec := rng.Int64N(253402300800-62135596800) - 62135596800 // years 1..9999
+		us := rng.Int64N(1_000_000)
+		if rng.IntN(4) == 0 {
+			us = 0
+		}
+		tm := time.Unix(sec, us*1000).UTC()
+		text := tm.Format("2006-01-02 15:04:05.999999")
+		for _, withZone := range []bool{false, true} {
+			in := text
+			if withZone {
+				in += "+00"
+			}
+			fast, ok := appendTimestampCommon(nil, []byte(in), withZone)
+			if !ok {
+				t.Fatalf("%q: the common form was not recognized", in)
+			}
+			var c civilTime
+			if c, ok = parseTimestampText([]byte(in), withZone); !ok {
+				t.Fatalf("%q: the parser refused it", in)
+			}
+			slow := append([]byte{'"'}, appendCivilDate(nil, clamp(c))...)
+			slow = append(slow, 'T')
+			slow = appendClock(slow, &c)
+			slow = append(slow, 'Z', '"')
+			if string(fast) != string(slow) {
+				t.Fatalf("%q: fast path %s, parser %s", in, fast, slow)
+			}
+		}
+	}
+	for _, in := range []string{"2024-01-15 14:30:00+05:30", "0044-03-15 00:00:00+00 BC", "10000-01-01 00:00:00+00", "2024-01-15 14:30:00.1234567+00", "2024-01-15 14:30:00.+00", "infinity"} {
+		if _, ok := appendTimestampCommon(nil, []byte(in), true); ok {
+			t.Errorf("%q: the fast path accepted a form it must leave to the parser", in)
+		}
 	}
 }
