@@ -102,6 +102,12 @@ func (db *database) connConfig(replication bool) (*pgconn.Config, error) {
 	params := pgtypes.SessionParams()
 	if replication {
 		params["replication"] = "database"
+	} else {
+		// Logical decoding sends only flushed WAL, so a watermark committed
+		// under synchronous_commit=off would wait for the WAL writer (up to
+		// 200 ms a fence), and under a synchronous standby for the standby.
+		// The query connection writes nothing but watermarks.
+		params["synchronous_commit"] = "local"
 	}
 	var dial config.DialFunc
 	if db.tunnel != nil {
@@ -168,6 +174,12 @@ func (db *database) explainFailure(ctx context.Context, err error) error {
 	slot := db.cfg.Advanced.SlotName
 	var walStatus string
 	qerr := db.conn.QueryRow(ctx, "SELECT COALESCE(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&walStatus)
+	// PostgreSQL ends the walsender of a slot it invalidates before marking
+	// the slot lost, so a slot still 'unreserved' is looked at again.
+	for qerr == nil && walStatus == "unreserved" && ctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+		qerr = db.conn.QueryRow(ctx, "SELECT COALESCE(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&walStatus)
+	}
 	switch {
 	case errors.Is(qerr, pgx.ErrNoRows):
 		return fmt.Errorf("replication slot %q was dropped while the capture was running: %s (%w)", slot, slotRecovery, err)
