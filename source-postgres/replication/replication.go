@@ -61,6 +61,8 @@ type Stream struct {
 	closeOnce sync.Once
 	writeMu   sync.Mutex
 	acked     atomic.Uint64
+	// idlePending: an idle position went unreported for being too soon.
+	idlePending atomic.Bool
 
 	// Everything below belongs to the receiving goroutine.
 	relations map[uint32]*relation
@@ -211,15 +213,23 @@ func (s *Stream) sendStatusUpdate(replyRequested bool) error {
 	return nil
 }
 
+// reportStatus sends the acknowledged position every StatusInterval, and
+// sooner, at IdleInterval, when the stream passed over an idle position it
+// did not report yet: the server's reply carries its position again.
 func (s *Stream) reportStatus() {
-	ticker := time.NewTicker(s.opts.StatusInterval)
+	ticker := time.NewTicker(s.opts.IdleInterval)
 	defer ticker.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-ticker.C:
+			if !s.idlePending.Swap(false) && time.Since(last) < s.opts.StatusInterval {
+				continue
+			}
 			if err := s.sendStatusUpdate(true); err != nil {
 				s.log.WithError(err).Debug("periodic status update failed")
 			}
+			last = time.Now()
 		case <-s.exited:
 			return
 		}
@@ -325,7 +335,13 @@ func (s *Stream) flush() error {
 // transaction committing below it has been delivered, so a checkpoint there
 // lets the slot advance past WAL that no captured table wrote.
 func (s *Stream) idle(walEnd uint64) error {
-	if s.inTxn || walEnd <= s.idleLSN || time.Since(s.idleAt) < s.opts.IdleInterval {
+	if s.inTxn || walEnd <= s.idleLSN {
+		return nil
+	}
+	if time.Since(s.idleAt) < s.opts.IdleInterval {
+		// Too soon after the last one to be worth a checkpoint; ask again
+		// at the next interval rather than waiting for the server.
+		s.idlePending.Store(true)
 		return nil
 	}
 	s.idleLSN, s.idleAt = walEnd, time.Now()
