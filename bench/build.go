@@ -1,9 +1,7 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 )
@@ -21,23 +19,4 @@ func buildConnector(root, dir string) (string, error) {
 		return "", fmt.Errorf("go build ./source-postgres in %s: %w\n%s", root, err, out)
 	}
 	return bin, nil
-}
-
-// moduleRoot finds the directory holding go.mod, walking up from the
-// working directory.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run the benchmark from inside the repository (no go.mod found)")
-		}
-		dir = parent
-	}
 }

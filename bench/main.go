@@ -35,6 +35,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"pgcapture/testsupport"
 )
 
 type options struct {
@@ -201,7 +203,7 @@ type bench struct {
 }
 
 func run(ctx context.Context, opts options, log io.Writer) (*results, error) {
-	root, err := moduleRoot()
+	root, err := testsupport.ModuleRoot()
 	if err != nil {
 		return nil, err
 	}

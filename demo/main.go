@@ -79,7 +79,7 @@ CREATE PUBLICATION flow_publication FOR TABLE public.flow_watermarks, public.cus
 `
 
 func run(ctx context.Context, stdout, stderr io.Writer, interval time.Duration) error {
-	root, err := moduleRoot()
+	root, err := testsupport.ModuleRoot()
 	if err != nil {
 		return err
 	}
@@ -176,22 +176,5 @@ func writeLoop(ctx context.Context, conn *pgx.Conn, stderr io.Writer, interval t
 			}
 			fmt.Fprintf(stderr, "demo: %s\n", tag.String())
 		}
-	}
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("run the demo from inside the repository (no go.mod found)")
-		}
-		dir = parent
 	}
 }

@@ -44,7 +44,7 @@ func BuildConnector(t testing.TB) string {
 }
 
 func buildConnector() (dir, path string, err error) {
-	root, err := moduleRoot()
+	root, err := ModuleRoot()
 	if err != nil {
 		return "", "", err
 	}
@@ -74,9 +74,10 @@ func removeBuiltConnector() error {
 	return err
 }
 
-// moduleRoot finds the directory holding go.mod, walking up from the working
-// directory (a test runs in its package's directory).
-func moduleRoot() (string, error) {
+// ModuleRoot finds the repository's root, the directory holding go.mod,
+// walking up from the working directory (a test runs in its package's
+// directory; the demo and the benchmark run from anywhere inside).
+func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err

@@ -315,13 +315,13 @@ func TestUnaryResponse(t *testing.T) {
 }
 
 func TestModuleRoot(t *testing.T) {
-	root, err := moduleRoot()
+	root, err := ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	wd, _ := os.Getwd()
 	if filepath.Join(root, "testsupport") != wd {
-		t.Errorf("moduleRoot() = %s, from %s", root, wd)
+		t.Errorf("ModuleRoot() = %s, from %s", root, wd)
 	}
 }
 
