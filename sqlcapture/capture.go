@@ -318,15 +318,12 @@ func (c *capture) streamEvents(ctx context.Context, fence string) error {
 		for c.batch != nil && c.next < len(c.batch.Events) {
 			ev := c.batch.Events[c.next]
 			c.next++
-			committed, reached, err := c.handle(ctx, ev, fence)
+			reached, err := c.handle(ctx, ev, fence)
 			if err != nil {
 				return err
 			}
 			if reached {
 				return nil
-			}
-			if committed && timer != nil {
-				timer.Reset(c.opts.FenceTimeout)
 			}
 		}
 		if c.batch != nil {
@@ -350,37 +347,42 @@ func (c *capture) streamEvents(ctx context.Context, fence string) error {
 				return ErrStreamEnded
 			}
 			c.batch, c.next = b, 0
+			if timer != nil {
+				// The stream is moving towards the fence: a huge transaction
+				// ahead of it may take long, but is no reason to give up.
+				timer.Reset(c.opts.FenceTimeout)
+			}
 		case <-c.acks.ready:
 			if err := c.acknowledge(ctx, c.acks.take()); err != nil {
 				return err
 			}
 		case <-timeout:
-			return fmt.Errorf("the watermark fence was not seen in the change stream within %s of the last commit: check that the watermarks table is in the publication", c.opts.FenceTimeout)
+			return fmt.Errorf("the watermark fence was not seen in the change stream, which delivered nothing for %s: check that the watermarks table is in the publication", c.opts.FenceTimeout)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 }
 
-// handle applies one event. It reports whether the event was a commit, and
-// whether that commit completed the awaited fence.
-func (c *capture) handle(ctx context.Context, ev Event, fence string) (committed, reached bool, err error) {
+// handle applies one event. It reports whether the event was the commit
+// that completed the awaited fence.
+func (c *capture) handle(ctx context.Context, ev Event, fence string) (reached bool, err error) {
 	switch e := ev.(type) {
 	case *Change:
 		if fence == "" && c.pendingCommit && c.docs >= c.opts.CoalesceDocs {
 			if err := c.checkpoint(); err != nil {
-				return false, false, err
+				return false, err
 			}
 		}
 		c.inTxn = true
 		b := c.byStream[e.Stream]
 		if b == nil {
-			return false, false, nil
+			return false, nil
 		}
 		if b.emits(e.Key) {
 			c.docs++
 			if err := c.out.Captured(b.Index, e.Doc); err != nil {
-				return false, false, err
+				return false, err
 			}
 		}
 	case *Watermark:
@@ -393,9 +395,9 @@ func (c *capture) handle(ctx context.Context, ev Event, fence string) (committed
 		c.pendingCommit = true
 		if c.fenceSeen {
 			c.fenceSeen = false
-			return true, true, nil
+			return true, nil
 		}
-		return true, false, nil
+		return false, nil
 	case *Keepalive:
 		if !c.inTxn && e.Cursor != c.cursor {
 			c.cursor = e.Cursor
@@ -405,15 +407,15 @@ func (c *capture) handle(ctx context.Context, ev Event, fence string) (committed
 		if b := c.byStream[e.Stream]; b != nil {
 			c.log.WithField("table", e.Stream.String()).Info("the table's columns changed; reporting its new schema")
 			if err := c.describe(ctx, b); err != nil {
-				return false, false, err
+				return false, err
 			}
 		}
 	case *Notice:
 		c.log.WithField("table", e.Stream.String()).Warn(e.Message)
 	default:
-		return false, false, fmt.Errorf("unexpected change stream event %T", ev)
+		return false, fmt.Errorf("unexpected change stream event %T", ev)
 	}
-	return false, false, nil
+	return false, nil
 }
 
 // describe emits the binding's current schema.
