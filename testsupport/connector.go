@@ -27,6 +27,12 @@ var connectorBuild struct {
 	err  error
 }
 
+// RaceEnv names the environment variable that makes BuildConnector build
+// the connector with the race detector (PGCAPTURE_RACE=1), so that the
+// end-to-end tests exercise its goroutines under it; a session whose
+// connector reports a data race fails its test.
+const RaceEnv = "PGCAPTURE_RACE"
+
 // BuildConnector builds the connector (./source-postgres of this module) into
 // a temporary directory on first use and returns the binary's path. StopShared
 // deletes it.
@@ -53,7 +59,11 @@ func buildConnector() (dir, path string, err error) {
 		return "", "", err
 	}
 	path = filepath.Join(dir, "source-postgres")
-	cmd := exec.Command("go", "build", "-o", path, "./source-postgres")
+	args := []string{"build", "-o", path}
+	if os.Getenv(RaceEnv) == "1" {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "./source-postgres")...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)

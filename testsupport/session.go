@@ -144,6 +144,9 @@ func (c *Connector) Open(t testing.TB, request any, opts SessionOptions) *Sessio
 		if v := s.newViolations(); len(v) > 0 {
 			t.Errorf("%s", s.violationReport(v))
 		}
+		if stderr := s.Stderr(); strings.Contains(stderr, "WARNING: DATA RACE") {
+			t.Errorf("the connector reported a data race:\n%s", stderr)
+		}
 	})
 	return s
 }
