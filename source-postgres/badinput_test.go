@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"os"
@@ -153,29 +154,11 @@ func runCommand(t *testing.T, bin *connectorBin, command string, cfg map[string]
 // the connect timeout.
 func TestBadInputNoAnswer(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		var held []net.Conn // never answered, never closed until the test ends
-		defer func() {
-			for _, c := range held {
-				c.Close()
-			}
-		}()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			held = append(held, c)
-		}
-	}()
-	cfg := map[string]any{"address": l.Addr().String(), "user": "flow", "password": "secret", "database": "db"}
+	// Read and never answer, holding the connection open.
+	addr := testsupport.ServeTCP(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	cfg := map[string]any{"address": addr, "user": "flow", "password": "secret", "database": "db"}
 	r := newConnectorBin(t).request(t, discoverRequest(cfg))
-	expectFailure(t, "discover", r, fmt.Sprintf("the database at %s did not respond before the connection attempt timed out", l.Addr()), `check "address"`)
+	expectFailure(t, "discover", r, fmt.Sprintf("the database at %s did not respond before the connection attempt timed out", addr), `check "address"`)
 	if r.took > 30*time.Second {
 		t.Errorf("giving up took %s", r.took)
 	}

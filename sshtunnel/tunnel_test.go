@@ -297,33 +297,14 @@ func TestUnreachableEndpoint(t *testing.T) {
 
 	// A server that accepts connections but never speaks, like a firewall
 	// that swallows packets after the handshake.
-	silent, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
-	go func() {
-		var held []net.Conn
-		defer func() {
-			for _, c := range held {
-				c.Close()
-			}
-		}()
-		for {
-			conn, err := silent.Accept()
-			if err != nil {
-				return
-			}
-			held = append(held, conn)
-		}
-	}()
+	silent := testsupport.ServeTCP(t, func(c net.Conn) { io.Copy(io.Discard, c) })
 
 	tests := []struct {
 		name, addr string
 		want       string
 	}{
 		{"nothing listening", closedAddr, "is unreachable"},
-		{"silent server", silent.Addr().String(), "context deadline exceeded"},
+		{"silent server", silent, "context deadline exceeded"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -555,24 +536,7 @@ func TestDial(t *testing.T) {
 // startEcho runs a TCP echo server and returns its address.
 func startEcho(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				io.Copy(conn, conn)
-			}()
-		}
-	}()
-	return l.Addr().String()
+	return testsupport.ServeTCP(t, func(c net.Conn) { io.Copy(c, c) })
 }
 
 // BenchmarkConn measures round trips through a tunneled connection, the path

@@ -3,7 +3,6 @@ package testsupport
 import (
 	"bytes"
 	"encoding/pem"
-	"errors"
 	"io"
 	"net"
 	"strings"
@@ -156,24 +155,5 @@ func splitSSHEndpoint(t *testing.T, endpoint string) (user, addr string) {
 // startSSHEcho runs a TCP echo server and returns its address.
 func startSSHEcho(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if errors.Is(err, net.ErrClosed) {
-				return
-			} else if err != nil {
-				continue
-			}
-			go func() {
-				defer conn.Close()
-				io.Copy(conn, conn)
-			}()
-		}
-	}()
-	return l.Addr().String()
+	return ServeTCP(t, func(c net.Conn) { io.Copy(c, c) })
 }

@@ -363,27 +363,7 @@ func TestExplainUnreachable(t *testing.T) {
 		l.Close()
 		return addr
 	}
-	// serve accepts connections and handles each with handle.
-	serve := func(t *testing.T, handle func(net.Conn)) string {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { l.Close() })
-		go func() {
-			for {
-				conn, err := l.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer conn.Close()
-					handle(conn)
-				}()
-			}
-		}()
-		return l.Addr().String()
-	}
+	serve := func(t *testing.T, handle func(net.Conn)) string { return testsupport.ServeTCP(t, handle) }
 
 	for _, tc := range []struct {
 		name    string
