@@ -21,6 +21,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"pgcapture/protocol"
 	"pgcapture/testsupport"
 )
 
@@ -39,7 +40,7 @@ type openRequest struct {
 const captureName = "acmeCo/test/source-postgres"
 
 func (r openRequest) stateKey() string {
-	return testsupport.StateKey([]string{r.namespace, r.stream}, 0)
+	return protocol.StateKey([]string{r.namespace, r.stream}, 0)
 }
 
 func (r openRequest) collection() string { return "acmeCo/test/" + r.namespace + "/" + r.stream }

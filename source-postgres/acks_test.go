@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
+	"pgcapture/protocol"
 	"pgcapture/testsupport"
 )
 
@@ -28,15 +29,15 @@ func TestAcknowledgementsMoveTheSlot(t *testing.T) {
 	f.exec(t, `CREATE TABLE public.second (id int PRIMARY KEY, v text)`)
 	f.exec(t, `INSERT INTO public.second SELECT g, 'y' FROM generate_series(1, 20) g`)
 	f.exec(t, `CREATE TABLE public.warmup (id int PRIMARY KEY)`)
-	firstKey := testsupport.StateKey([]string{"public", "first"}, 0)
-	secondKey := testsupport.StateKey([]string{"public", "second"}, 0)
+	firstKey := protocol.StateKey([]string{"public", "first"}, 0)
+	secondKey := protocol.StateKey([]string{"public", "second"}, 0)
 
 	// A first session creates the slot (which waits for running
 	// transactions) and a checkpoint to resume from.
 	bindings := []testsupport.Binding{{Namespace: "public", Stream: "warmup", Key: []string{"/id"}}}
 	s := f.connector.Open(t, testsupport.OpenRequest(f.config(), bindings, nil), testsupport.SessionOptions{AutoAck: true})
 	s.WaitFor(t, 30*time.Second, "the warm-up binding to stream", func(s *testsupport.Session) bool {
-		return streamMode(t, s.State(), testsupport.StateKey([]string{"public", "warmup"}, 0)) == "Active"
+		return streamMode(t, s.State(), protocol.StateKey([]string{"public", "warmup"}, 0)) == "Active"
 	})
 	s.Kill()
 	state := s.AckedState()

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
+	"pgcapture/protocol"
 	"pgcapture/testsupport"
 )
 
@@ -365,8 +366,8 @@ func TestCaptureLifecycle(t *testing.T) {
 		{Namespace: "public", Stream: "users", Key: []string{"/id"}},
 		{Namespace: "public", Stream: "line_items", Key: []string{"/order_id", "/line"}},
 	}
-	usersKey := testsupport.StateKey([]string{"public", "users"}, 0)
-	itemsKey := testsupport.StateKey([]string{"public", "line_items"}, 0)
+	usersKey := protocol.StateKey([]string{"public", "users"}, 0)
+	itemsKey := protocol.StateKey([]string{"public", "line_items"}, 0)
 	checkDocs := func(s *testsupport.Session) {
 		t.Helper()
 		for _, c := range s.Docs() {
@@ -458,7 +459,7 @@ func TestAcknowledgementsHoldTheSlot(t *testing.T) {
 	f.exec(t, `CREATE TABLE public.t (id int PRIMARY KEY, v text)`)
 	bindings := []testsupport.Binding{{Namespace: "public", Stream: "t", Key: []string{"/id"}}}
 	s := f.connector.Open(t, testsupport.OpenRequest(f.config(), bindings, nil), testsupport.SessionOptions{})
-	key := testsupport.StateKey([]string{"public", "t"}, 0)
+	key := protocol.StateKey([]string{"public", "t"}, 0)
 	s.WaitFor(t, 30*time.Second, "the empty table backfilled", func(s *testsupport.Session) bool {
 		return streamMode(t, s.State(), key) == "Active"
 	})

@@ -12,12 +12,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/term"
 
+	"pgcapture/protocol"
 	"pgcapture/source-postgres/config"
 	"pgcapture/sqlcapture"
 )
@@ -89,7 +88,10 @@ func captureCommand(ctx context.Context, args []string, stdout io.Writer, log *l
 			}
 			wanted[name] = true
 		}
-		key := StateKey([]string{res.Namespace, res.Stream})
+		// The state file keys each table as the runtime keys a binding
+		// that was never re-backfilled, so that it holds the state a
+		// runtime would.
+		key := protocol.StateKey([]string{res.Namespace, res.Stream}, 0)
 		targets = append(targets, captureTarget{resource: b.ResourceConfig, stateKey: key})
 		names[key] = name
 	}
@@ -199,22 +201,4 @@ func writeFileAtomic(path string, data []byte) error {
 	}
 	defer d.Close()
 	return d.Sync()
-}
-
-// StateKey encodes a resource path as the Flow runtime does for bindings
-// that were never re-backfilled: joined with "/", every character other than
-// a letter, digit or one of "-_+.=" percent-encoded as UTF-8.
-func StateKey(resourcePath []string) string {
-	var b strings.Builder
-	for _, r := range strings.Join(resourcePath, "/") {
-		if unicode.IsLetter(r) || unicode.IsNumber(r) || strings.ContainsRune("-_+.=", r) {
-			b.WriteRune(r)
-			continue
-		}
-		var buf [utf8.UTFMax]byte
-		for _, c := range buf[:utf8.EncodeRune(buf[:], r)] {
-			fmt.Fprintf(&b, "%%%02X", c)
-		}
-	}
-	return b.String()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"pgcapture/protocol"
 	"pgcapture/sqlcapture"
 	"pgcapture/testsupport"
 )
@@ -196,7 +200,7 @@ func TestCaptureCommand(t *testing.T) {
 	writeJSONFile(t, configPath, f.config())
 	bin := newConnectorBin(t)
 	args := []string{"--config", configPath, "--state", statePath, "--tables", "public.t"}
-	stateKey := testsupport.StateKey([]string{"public", "t"}, 0)
+	stateKey := protocol.StateKey([]string{"public", "t"}, 0)
 
 	p := startCapture(t, bin, args...)
 	// Every read of the state file while it is being rewritten finds a
@@ -310,5 +314,58 @@ func TestCaptureCommandThroughTunnel(t *testing.T) {
 	}
 	if _, err := os.Stat(statePath); err != nil {
 		t.Errorf("no state file: %v", err)
+	}
+}
+
+// TestCaptureCommandStateKeys captures tables whose names the runtime's
+// state key encoding keeps (letters of any script, Other_Alphabetic marks)
+// or percent-encodes, and finds the state file keyed exactly as a runtime
+// keys those bindings: a state file can be handed to a runtime, and the
+// tests' requests (testsupport.OpenRequest) use the same keys.
+func TestCaptureCommandStateKeys(t *testing.T) {
+	f := newFixture(t)
+	tables := []struct {
+		schema, name string
+		key          string // as the runtime encodes it
+	}{
+		{"mağaza", "Ürün", "mağaza%2FÜrün"},
+		{"public", "таблица", "public%2Fтаблица"},
+		// U+093F and U+0940 are vowel signs and U+0902 a nasal mark: not
+		// letters, but Other_Alphabetic, which the runtime keeps.
+		{"public", "हिंदी", "public%2Fहिंदी"},
+		{"public", "a b/c%", "public%2Fa%20b%2Fc%25"},
+	}
+	f.exec(t, `CREATE SCHEMA "mağaza"`)
+	for _, tbl := range tables {
+		name := pgx.Identifier{tbl.schema, tbl.name}.Sanitize()
+		f.exec(t, "CREATE TABLE "+name+" (id int PRIMARY KEY)")
+		f.exec(t, "INSERT INTO "+name+" VALUES (1)")
+		if got := protocol.StateKey([]string{tbl.schema, tbl.name}, 0); got != tbl.key {
+			t.Fatalf("protocol.StateKey(%q, %q) = %q, want %q", tbl.schema, tbl.name, got, tbl.key)
+		}
+	}
+	dir := t.TempDir()
+	configPath, statePath := filepath.Join(dir, "config.json"), filepath.Join(dir, "state.json")
+	writeJSONFile(t, configPath, f.config())
+
+	p := startCapture(t, newConnectorBin(t), "--config", configPath, "--state", statePath)
+	var streams map[string]*sqlcapture.StreamState
+	waitUntil(t, 30*time.Second, "every table's backfill to be checkpointed", func() bool {
+		streams = readStateFile(t, statePath).state.Streams
+		active := 0
+		for _, s := range streams {
+			if s.Mode == sqlcapture.ModeActive {
+				active++
+			}
+		}
+		return active == len(tables)
+	})
+	p.stop(t)
+	var want []string
+	for _, tbl := range tables {
+		want = append(want, tbl.key)
+	}
+	if got := slices.Sorted(maps.Keys(streams)); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
+		t.Errorf("the state file has keys %q, want %q", got, want)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"pgcapture/protocol"
 	"pgcapture/sqlcapture"
 	"pgcapture/testsupport"
 )
@@ -222,7 +223,7 @@ func (c *crashRun) scanned(state json.RawMessage, tbl crashTable) (any, bool) {
 	if err := json.Unmarshal(state, &st); err != nil {
 		t.Fatalf("state %s: %v", state, err)
 	}
-	ss := st.Streams[testsupport.StateKey([]string{"public", tbl.name}, 0)]
+	ss := st.Streams[protocol.StateKey([]string{"public", tbl.name}, 0)]
 	if ss.Mode == sqlcapture.ModeActive {
 		return nil, false
 	}
@@ -239,7 +240,7 @@ func (c *crashRun) scanned(state json.RawMessage, tbl crashTable) (any, bool) {
 // backfilling reports whether any binding is not yet backfilled.
 func backfilling(t *testing.T, state json.RawMessage, bindings []testsupport.Binding) bool {
 	for _, b := range bindings {
-		if streamMode(t, state, testsupport.StateKey([]string{b.Namespace, b.Stream}, b.Backfill)) != "Active" {
+		if streamMode(t, state, protocol.StateKey([]string{b.Namespace, b.Stream}, b.Backfill)) != "Active" {
 			return true
 		}
 	}

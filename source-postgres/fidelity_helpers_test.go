@@ -12,6 +12,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"pgcapture/protocol"
 	"pgcapture/testsupport"
 )
 
@@ -138,7 +139,7 @@ func openActive(t *testing.T, f *fixture, bindings []testsupport.Binding, timeou
 	s.WaitFor(t, timeout, "every binding backfilled", func(s *testsupport.Session) bool {
 		st := s.State()
 		for _, b := range bindings {
-			if streamMode(t, st, testsupport.StateKey([]string{b.Namespace, b.Stream}, b.Backfill)) != "Active" {
+			if streamMode(t, st, protocol.StateKey([]string{b.Namespace, b.Stream}, b.Backfill)) != "Active" {
 				return false
 			}
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
+	"pgcapture/protocol"
 	"pgcapture/testsupport"
 )
 
@@ -27,7 +28,7 @@ func TestIdleCaptureReleasesWAL(t *testing.T) {
 	bindings := []testsupport.Binding{{Namespace: "public", Stream: "idle", Key: []string{"/id"}}}
 	s := f.connector.Open(t, testsupport.OpenRequest(f.config(), bindings, nil), testsupport.SessionOptions{AutoAck: true})
 	s.WaitFor(t, 30*time.Second, "the empty table backfilled", func(s *testsupport.Session) bool {
-		return streamMode(t, s.State(), testsupport.StateKey([]string{"public", "idle"}, 0)) == "Active"
+		return streamMode(t, s.State(), protocol.StateKey([]string{"public", "idle"}, 0)) == "Active"
 	})
 
 	other := f.pg.NewDatabase(t)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"pgcapture/protocol"
 	"pgcapture/testsupport"
 )
 
@@ -43,8 +44,8 @@ func TestKeylessTables(t *testing.T) {
 	s := f.connector.Open(t, testsupport.OpenRequest(f.config(), bindings, nil), testsupport.SessionOptions{AutoAck: true})
 	s.WaitFor(t, 60*time.Second, "both keyless tables backfilled", func(s *testsupport.Session) bool {
 		st := s.State()
-		return streamMode(t, st, testsupport.StateKey([]string{"public", "logs"}, 0)) == "Active" &&
-			streamMode(t, st, testsupport.StateKey([]string{"public", "readings"}, 0)) == "Active"
+		return streamMode(t, st, protocol.StateKey([]string{"public", "logs"}, 0)) == "Active" &&
+			streamMode(t, st, protocol.StateKey([]string{"public", "readings"}, 0)) == "Active"
 	})
 	if n := len(s.Checkpoints()); n < 5 {
 		t.Errorf("the 1000-row table took %d checkpoints: it should have been read in several block ranges", n)

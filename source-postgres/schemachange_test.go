@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"pgcapture/protocol"
 	"pgcapture/testsupport"
 )
 
@@ -19,7 +20,7 @@ func TestSchemaChangesWhileStreaming(t *testing.T) {
 	bindings := []testsupport.Binding{{Namespace: "public", Stream: "t", Key: []string{"/id"}}}
 	s := f.connector.Open(t, testsupport.OpenRequest(f.config(), bindings, nil), testsupport.SessionOptions{AutoAck: true})
 	s.WaitFor(t, 30*time.Second, "the backfill", func(s *testsupport.Session) bool {
-		return streamMode(t, s.State(), testsupport.StateKey([]string{"public", "t"}, 0)) == "Active"
+		return streamMode(t, s.State(), protocol.StateKey([]string{"public", "t"}, 0)) == "Active"
 	})
 	initialSchemas := len(s.SourcedSchemas())
 	if initialSchemas == 0 {

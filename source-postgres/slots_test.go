@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"pgcapture/protocol"
 	"pgcapture/testsupport"
 )
 
@@ -31,7 +32,7 @@ func capturedOnce(t *testing.T, f *fixture) json.RawMessage {
 	f.exec(t, `INSERT INTO public.t SELECT g, 'x' FROM generate_series(1, 3) g`)
 	s := f.connector.Open(t, testsupport.OpenRequest(f.config(), slotTestBindings(), nil), testsupport.SessionOptions{AutoAck: true})
 	s.WaitFor(t, 30*time.Second, "the table backfilled with a cursor", func(s *testsupport.Session) bool {
-		return streamMode(t, s.State(), testsupport.StateKey([]string{"public", "t"}, 0)) == "Active" && cursorOf(t, s.State()) != 0
+		return streamMode(t, s.State(), protocol.StateKey([]string{"public", "t"}, 0)) == "Active" && cursorOf(t, s.State()) != 0
 	})
 	s.Kill()
 	f.waitSlotInactive(t)

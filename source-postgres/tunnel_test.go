@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"pgcapture/protocol"
 	"pgcapture/testsupport"
 )
 
@@ -73,7 +74,7 @@ func TestSSHTunnel(t *testing.T) {
 	bindings := []testsupport.Binding{{Namespace: "public", Stream: "t", Key: []string{"/id"}}}
 	s := f.connector.Open(t, testsupport.OpenRequest(cfg, bindings, nil), testsupport.SessionOptions{AutoAck: true})
 	s.WaitFor(t, 30*time.Second, "the backfill", func(s *testsupport.Session) bool {
-		return streamMode(t, s.State(), testsupport.StateKey([]string{"public", "t"}, 0)) == "Active"
+		return streamMode(t, s.State(), protocol.StateKey([]string{"public", "t"}, 0)) == "Active"
 	})
 	f.exec(t, "INSERT INTO public.t VALUES (6, 'six')")
 	s.WaitFor(t, 30*time.Second, "the insert, replicated", func(s *testsupport.Session) bool { return len(s.Docs()) == 6 })

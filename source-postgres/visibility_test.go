@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"pgcapture/protocol"
 	"pgcapture/testsupport"
 )
 
@@ -31,7 +32,7 @@ func TestChunkWaitsForDeliveredTransactions(t *testing.T) {
 	warmup := []testsupport.Binding{{Namespace: "public", Stream: "warmup", Key: []string{"/id"}}}
 	s1 := f.connector.Open(t, testsupport.OpenRequest(f.config(), warmup, nil), testsupport.SessionOptions{AutoAck: true})
 	s1.WaitFor(t, 30*time.Second, "the warm-up binding to stream", func(s *testsupport.Session) bool {
-		return streamMode(t, s.State(), testsupport.StateKey([]string{"public", "warmup"}, 0)) == "Active"
+		return streamMode(t, s.State(), protocol.StateKey([]string{"public", "warmup"}, 0)) == "Active"
 	})
 	s1.Kill()
 	state := s1.AckedState()
@@ -54,7 +55,7 @@ func TestChunkWaitsForDeliveredTransactions(t *testing.T) {
 
 	bindings := append(warmup, testsupport.Binding{Namespace: "public", Stream: "t", Key: []string{"/id"}})
 	s2 := f.connector.Open(t, testsupport.OpenRequest(f.config(), bindings, state), testsupport.SessionOptions{AutoAck: true})
-	tKey := testsupport.StateKey([]string{"public", "t"}, 0)
+	tKey := protocol.StateKey([]string{"public", "t"}, 0)
 	s2.WaitFor(t, 60*time.Second, "a chunk to wait for the transaction (or the backfill to finish without it)", func(s *testsupport.Session) bool {
 		return strings.Contains(s.Stderr(), "waiting for a replicated transaction to become visible") ||
 			streamMode(t, s.State(), tKey) == "Active"

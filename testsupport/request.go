@@ -2,11 +2,10 @@ package testsupport
 
 import (
 	"encoding/json"
-	"fmt"
 	"math"
 	"strings"
-	"unicode"
-	"unicode/utf8"
+
+	"pgcapture/protocol"
 )
 
 // Binding describes one binding of an Open request.
@@ -23,37 +22,6 @@ type Binding struct {
 	ResourceConfig json.RawMessage
 	// Key is the collection key as JSON pointers, e.g. ["/id"].
 	Key []string
-}
-
-// StateKey returns the key under which the runtime expects a binding's state:
-// the resource path joined with "/", with every character other than a
-// Unicode letter or digit or one of "-_+.=" percent-encoded as UTF-8, plus
-// ".v<backfill>" when backfill is not zero. For example ["public", "users"]
-// with backfill 1 gives "public%2Fusers.v1".
-func StateKey(resourcePath []string, backfill uint32) string {
-	var b strings.Builder
-	for _, r := range strings.Join(resourcePath, "/") {
-		if isStateKeyRune(r) {
-			b.WriteRune(r)
-			continue
-		}
-		var buf [utf8.UTFMax]byte
-		for _, c := range buf[:utf8.EncodeRune(buf[:], r)] {
-			fmt.Fprintf(&b, "%%%02X", c)
-		}
-	}
-	if backfill > 0 {
-		fmt.Fprintf(&b, ".v%d", backfill)
-	}
-	return b.String()
-}
-
-// isStateKeyRune matches what the runtime leaves unescaped: Rust's
-// char::is_alphanumeric (the Alphabetic property or a numeric category)
-// and "-_+.=".
-func isStateKeyRune(r rune) bool {
-	return unicode.IsLetter(r) || unicode.IsNumber(r) || unicode.Is(unicode.Other_Alphabetic, r) ||
-		strings.ContainsRune("-_+.=", r)
 }
 
 // OpenRequest builds a complete {"open": ...} request as the runtime sends
@@ -88,7 +56,7 @@ func OpenRequest(config any, bindings []Binding, state json.RawMessage) map[stri
 			"resourceConfig": resource,
 			"resourcePath":   path,
 			"collection":     collection,
-			"stateKey":       StateKey(path, b.Backfill),
+			"stateKey":       protocol.StateKey(path, b.Backfill),
 		}
 		if b.Backfill > 0 { // proto3 JSON leaves out zero values
 			binding["backfill"] = b.Backfill

@@ -3,28 +3,9 @@ package testsupport
 import (
 	"encoding/json"
 	"testing"
-)
 
-func TestStateKey(t *testing.T) {
-	for _, tc := range []struct {
-		path     []string
-		backfill uint32
-		want     string
-	}{
-		{[]string{"public", "users"}, 0, "public%2Fusers"},
-		{[]string{"public", "users"}, 1, "public%2Fusers.v1"},
-		{[]string{"public", "users"}, 12, "public%2Fusers.v12"},
-		{[]string{"my schema", "100%"}, 0, "my%20schema%2F100%25"},
-		{[]string{"a-b_c+d.e=f", "g:h"}, 0, "a-b_c+d.e=f%2Fg%3Ah"},
-		{[]string{"Ünïcödé", "日本語", "٣"}, 0, "Ünïcödé%2F日本語%2F٣"},
-		{[]string{"emoji😀"}, 2, "emoji%F0%9F%98%80.v2"},
-		{[]string{`q"uo'te`}, 0, "q%22uo%27te"},
-	} {
-		if got := StateKey(tc.path, tc.backfill); got != tc.want {
-			t.Errorf("StateKey(%q, %d) = %q, want %q", tc.path, tc.backfill, got, tc.want)
-		}
-	}
-}
+	"pgcapture/protocol"
+)
 
 func TestOpenRequest(t *testing.T) {
 	request := OpenRequest(map[string]any{"address": "127.0.0.1:5432"}, []Binding{
@@ -97,5 +78,32 @@ func TestOpenRequest(t *testing.T) {
 	withState := OpenRequest(nil, nil, json.RawMessage(`{"cursor":"0/1"}`))
 	if got := withState["open"].(map[string]any)["state"]; string(got.(json.RawMessage)) != `{"cursor":"0/1"}` {
 		t.Errorf("state = %s, want the one given", got)
+	}
+}
+
+// The state keys of a request are protocol.StateKey's, which the capture
+// command's state file uses too: the runtime's encoding, Other_Alphabetic
+// marks (the Devanagari vowel signs here) kept.
+func TestOpenRequestStateKey(t *testing.T) {
+	request := OpenRequest(nil, []Binding{{Namespace: "public", Stream: "हिंदी", Backfill: 1}}, nil)
+	encoded, err := json.Marshal(request)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var decoded struct {
+		Open struct {
+			Capture struct {
+				Bindings []struct {
+					StateKey string `json:"stateKey"`
+				} `json:"bindings"`
+			} `json:"capture"`
+		} `json:"open"`
+	}
+	if err := json.Unmarshal(encoded, &decoded); err != nil {
+		t.Fatal(err)
+	}
+	got := decoded.Open.Capture.Bindings[0].StateKey
+	if want := protocol.StateKey([]string{"public", "हिंदी"}, 1); got != want || got != "public%2Fहिंदी.v1" {
+		t.Errorf("stateKey = %q, want %q", got, want)
 	}
 }
