@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -18,6 +16,8 @@ import (
 
 	"pgcapture/protocol"
 	"pgcapture/source-postgres/config"
+	"pgcapture/source-postgres/localcapture"
+	"pgcapture/source-postgres/postgres"
 	"pgcapture/sqlcapture"
 )
 
@@ -25,7 +25,7 @@ import (
 // change documents go to stdout as JSON lines, and each checkpoint is
 // written to the state file (which is its acknowledgement), so a restart
 // resumes where the last run left off.
-func captureCommand(ctx context.Context, args []string, stdout io.Writer, log *logrus.Logger) error {
+func captureCommand(ctx context.Context, c *postgres.Connector, args []string, stdout io.Writer, log *logrus.Logger) error {
 	fs := flag.NewFlagSet("capture", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	configPath := fs.String("config", "", "endpoint configuration (JSON file)")
@@ -62,7 +62,7 @@ func captureCommand(ctx context.Context, args []string, stdout io.Writer, log *l
 		}
 	}
 
-	bindings, err := discoverBindings(ctx, rawConfig, log)
+	bindings, err := c.Discover(ctx, rawConfig)
 	if err != nil {
 		return err
 	}
@@ -74,7 +74,7 @@ func captureCommand(ctx context.Context, args []string, stdout io.Writer, log *l
 		}
 	}
 	all := len(wanted) == 0
-	var targets []captureTarget
+	var targets []postgres.Target
 	names := map[string]string{} // state key → schema.table
 	for _, b := range bindings {
 		var res config.Resource
@@ -92,7 +92,7 @@ func captureCommand(ctx context.Context, args []string, stdout io.Writer, log *l
 		// that was never re-backfilled, so that it holds the state a
 		// runtime would.
 		key := protocol.StateKey([]string{res.Namespace, res.Stream}, 0)
-		targets = append(targets, captureTarget{resource: b.ResourceConfig, stateKey: key})
+		targets = append(targets, postgres.Target{Resource: b.ResourceConfig, StateKey: key})
 		names[key] = name
 	}
 	var missing []string
@@ -110,95 +110,20 @@ func captureCommand(ctx context.Context, args []string, stdout io.Writer, log *l
 		return fmt.Errorf("there are no tables to capture in database %q", cfg.Database)
 	}
 
-	out := &fileOutput{w: bufio.NewWriterSize(stdout, 1<<20), state: state, path: *statePath}
-	acks := sqlcapture.NewAcknowledgements()
-	out.acks = acks
 	// Progress lines are for a person watching; in a log file they would
 	// only repeat what the checkpoints say.
+	var progress *localcapture.Progress
 	if term.IsTerminal(int(os.Stderr.Fd())) {
-		out.progress = newBackfillProgress(os.Stderr, names, state, cfg.SkipBackfillTables())
+		progress = localcapture.NewProgress(os.Stderr, names, state, cfg.SkipBackfillTables())
 	}
-	err = runCapture(ctx, cfg, targets, state, out, acks, func() error {
+	acks := sqlcapture.NewAcknowledgements()
+	out := localcapture.NewOutput(stdout, *statePath, state, acks, progress)
+	err = c.Capture(ctx, cfg, targets, state, out, acks, func() error {
 		log.WithField("tables", len(targets)).Info("capturing; change documents follow on stdout")
 		return nil
-	}, log)
-	if ferr := out.w.Flush(); err == nil {
+	})
+	if ferr := out.Flush(); err == nil {
 		err = ferr
 	}
 	return err
-}
-
-// fileOutput prints documents and persists checkpoints to a state file.
-type fileOutput struct {
-	w        *bufio.Writer
-	state    sqlcapture.State
-	path     string
-	acks     *sqlcapture.Acknowledgements
-	progress *backfillProgress // nil when stderr is not a terminal
-}
-
-func (o *fileOutput) Captured(_ uint32, doc []byte) error {
-	o.w.Write(doc)
-	return o.w.WriteByte('\n')
-}
-
-// SourcedSchema is not printed: stdout carries only documents.
-func (o *fileOutput) SourcedSchema(uint32, []byte) error { return nil }
-
-// Checkpoint makes the documents durable (written out) before the state
-// that covers them, so a crash between the two repeats documents rather
-// than losing them.
-func (o *fileOutput) Checkpoint(patch []byte) error {
-	if err := o.w.Flush(); err != nil {
-		return fmt.Errorf("writing documents: %w", err)
-	}
-	if err := o.state.Apply(patch); err != nil {
-		return err
-	}
-	if o.progress != nil {
-		o.progress.update(o.state)
-	}
-	if o.path != "" {
-		raw, err := json.Marshal(o.state)
-		if err != nil {
-			return err
-		}
-		if err := writeFileAtomic(o.path, raw); err != nil {
-			return fmt.Errorf("writing the state file: %w", err)
-		}
-	}
-	o.acks.Add(1)
-	return nil
-}
-
-// writeFileAtomic replaces path with data so that a crash leaves either the
-// old or the new content: write a temporary file, sync it, rename it over
-// path, and sync the directory.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -5,8 +5,8 @@
 package main
 
 import (
+	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"pgcapture/protocol"
+	"pgcapture/source-postgres/postgres"
 	"pgcapture/sqlcapture"
 )
 
@@ -47,16 +48,17 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, log *logrus.Logger) error {
+	c := &postgres.Connector{Log: log, DocsURL: cmp.Or(os.Getenv("DOCS_URL"), postgres.DefaultDocsURL)}
 	if len(args) == 0 {
 		codec, err := protocol.CodecFromEnv(os.Getenv("FLOW_RUNTIME_CODEC"))
 		if err != nil {
 			return err
 		}
-		return serve(ctx, stdin, stdout, codec, log)
+		return c.Serve(ctx, protocol.NewReader(stdin, codec), protocol.NewWriter(stdout, codec))
 	}
 	switch args[0] {
 	case "capture":
-		return captureCommand(ctx, args[1:], stdout, log)
+		return captureCommand(ctx, c, args[1:], stdout, log)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -116,46 +118,4 @@ func newLogger(level, format string) (*logrus.Logger, error) {
 		return nil, fmt.Errorf("LOG_FORMAT %q is not one of json, text, color", format)
 	}
 	return log, nil
-}
-
-// serve answers one request and, for open, runs the capture session.
-func serve(ctx context.Context, stdin io.Reader, stdout io.Writer, codec protocol.Codec, log *logrus.Logger) error {
-	r := protocol.NewReader(stdin, codec)
-	w := protocol.NewWriter(stdout, codec)
-	req, err := r.Read()
-	if errors.Is(err, io.EOF) {
-		return fmt.Errorf("no request arrived on stdin")
-	}
-	if err != nil {
-		return fmt.Errorf("reading the request: %w", err)
-	}
-	c := &connector{log: log}
-	switch {
-	case req.Spec != nil:
-		return w.WriteSpec(c.spec())
-	case req.Discover != nil:
-		bindings, err := c.discover(ctx, req.Discover.Config)
-		if err != nil {
-			return err
-		}
-		return w.WriteDiscovered(bindings)
-	case req.Validate != nil:
-		bindings, err := c.validate(ctx, req.Validate)
-		if err != nil {
-			return err
-		}
-		return w.WriteValidated(bindings)
-	case req.Apply != nil:
-		desc, err := c.apply(ctx, req.Apply)
-		if err != nil {
-			return err
-		}
-		return w.WriteApplied(desc)
-	case req.Open != nil:
-		return c.open(ctx, req.Open, r, w)
-	case req.Acknowledge != nil:
-		return fmt.Errorf("protocol error: acknowledge received before open")
-	default:
-		return fmt.Errorf("protocol error: the request holds no known message")
-	}
 }

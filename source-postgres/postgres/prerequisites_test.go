@@ -1,4 +1,4 @@
-package main
+package postgres
 
 import (
 	"bytes"
@@ -26,7 +26,6 @@ type prereqFixture struct {
 func newPrereqFixture(t *testing.T) *prereqFixture {
 	t.Helper()
 	f := newFixture(t)
-	f.exec(t, "DROP PUBLICATION flow_publication")
 	p := &prereqFixture{fixture: f, role: f.slot + "_user"}
 	f.exec(t, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD 'secret'", p.role))
 	t.Cleanup(func() {
@@ -37,7 +36,7 @@ func newPrereqFixture(t *testing.T) *prereqFixture {
 }
 
 // connect connects as the role, with the tables listed as the capture's.
-func (p *prereqFixture) connect(t *testing.T) (*database, []*discovery.Table) {
+func (p *prereqFixture) connect(t *testing.T) (*Database, []*discovery.Table) {
 	t.Helper()
 	cfg := p.config()
 	cfg["user"], cfg["password"] = p.role, "secret"
@@ -51,11 +50,11 @@ func (p *prereqFixture) connect(t *testing.T) (*database, []*discovery.Table) {
 	}
 	log := logrus.New()
 	log.SetOutput(&p.log)
-	db, err := connect(t.Context(), parsed, log)
+	db, err := Connect(t.Context(), parsed, log)
 	if err != nil {
 		t.Fatalf("connecting as %s: %v", p.role, err)
 	}
-	t.Cleanup(func() { db.close(context.Background()) })
+	t.Cleanup(func() { db.Close(context.Background()) })
 	var tables []*discovery.Table
 	for _, name := range []string{"t", "u"} {
 		if tbl := db.tables[sqlcapture.StreamID{Schema: "public", Table: name}]; tbl != nil {
@@ -374,7 +373,7 @@ func TestPrerequisitesServerVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db := &database{cfg: cfg}
+	db := &Database{cfg: cfg}
 	for _, tc := range []struct {
 		num     int
 		version string

@@ -1,4 +1,4 @@
-package main
+package localcapture
 
 import (
 	"fmt"
@@ -14,10 +14,10 @@ import (
 // progressInterval is how often a table still backfilling gets a line.
 const progressInterval = 2 * time.Second
 
-// backfillProgress tells a person at a terminal how the backfills advance,
+// Progress tells a person at a terminal how the backfills advance,
 // from the state at each checkpoint: a line per backfilling table every
 // progressInterval, and one when a table's backfill is done.
-type backfillProgress struct {
+type Progress struct {
 	w       io.Writer
 	names   map[string]string // state key → schema.table
 	now     func() time.Time
@@ -32,10 +32,11 @@ type backfillStart struct {
 	rows int64
 }
 
-// newBackfillProgress tracks the tables of names that state leaves to
-// backfill, except those whose backfill is skipped.
-func newBackfillProgress(w io.Writer, names map[string]string, state sqlcapture.State, skipped []string) *backfillProgress {
-	p := &backfillProgress{w: w, names: names, now: time.Now, pending: map[string]backfillStart{}}
+// NewProgress writes to w the progress of the tables of names (state key →
+// schema.table) that state leaves to backfill, except those whose backfill
+// is skipped.
+func NewProgress(w io.Writer, names map[string]string, state sqlcapture.State, skipped []string) *Progress {
+	p := &Progress{w: w, names: names, now: time.Now, pending: map[string]backfillStart{}}
 	p.printed = p.now()
 	for key, name := range names {
 		if slices.Contains(skipped, name) {
@@ -52,7 +53,7 @@ func newBackfillProgress(w io.Writer, names map[string]string, state sqlcapture.
 }
 
 // update prints the progress that state shows.
-func (p *backfillProgress) update(state sqlcapture.State) {
+func (p *Progress) update(state sqlcapture.State) {
 	now := p.now()
 	periodic := now.Sub(p.printed) >= progressInterval
 	if periodic {

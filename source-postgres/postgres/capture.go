@@ -1,0 +1,120 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"pgcapture/source-postgres/config"
+	"pgcapture/source-postgres/discovery"
+	"pgcapture/sqlcapture"
+)
+
+// Target is one binding to capture: its resource configuration and the key
+// of its state.
+type Target struct {
+	Resource json.RawMessage
+	StateKey string
+}
+
+// Capture connects, readies the database (prerequisites, slot), calls
+// opened, and runs the engine over targets, resuming from state, until ctx
+// ends or something fails. Documents and checkpoints go to out; acks tells
+// the engine which checkpoints are durable.
+func (c *Connector) Capture(ctx context.Context, cfg *config.Endpoint, targets []Target, state sqlcapture.State, out sqlcapture.Output, acks *sqlcapture.Acknowledgements, opened func() error) error {
+	db, err := Connect(ctx, cfg, c.Log)
+	if err != nil {
+		return err
+	}
+	defer db.Close(context.WithoutCancel(ctx))
+
+	var resources []json.RawMessage
+	for _, t := range targets {
+		resources = append(resources, t.Resource)
+	}
+	resolved, err := resolveBindings(ctx, db, resources)
+	if err != nil {
+		return err
+	}
+	skip := make(map[string]bool)
+	for _, t := range cfg.SkipBackfillTables() {
+		skip[t] = true
+	}
+	var bindings []sqlcapture.Binding
+	physical := make(map[*discovery.Table]bool)
+	for i, b := range resolved {
+		id := sqlcapture.StreamID{Schema: b.table.Schema, Table: b.table.Name}
+		binding := sqlcapture.Binding{
+			Index:        uint32(i),
+			StateKey:     targets[i].StateKey,
+			Stream:       id,
+			KeyColumns:   b.table.Key,
+			SkipBackfill: skip[id.String()] || b.resource.Mode == config.ModeOnlyChanges,
+		}
+		if b.table.Keyless || b.resource.Mode == config.ModeWithoutPrimaryKey {
+			// Read in physical order, the table's rows have no key the
+			// engine could compare changes with.
+			physical[b.table] = true
+			binding.KeyColumns = nil
+		}
+		bindings = append(bindings, binding)
+	}
+	if err := db.prepareCapture(ctx, tablesOf(resolved), physical, state.Cursor); err != nil {
+		return err
+	}
+	if err := opened(); err != nil {
+		return err
+	}
+	err = sqlcapture.Run(ctx, db, bindings, state, out, acks, sqlcapture.Options{
+		ChunkSize: cfg.Advanced.BackfillChunkSize,
+		Logger:    c.Log,
+	})
+	if err != nil && !sqlcapture.IsCancellation(err) {
+		err = db.explainFailure(ctx, err)
+	}
+	return err
+}
+
+// resolvedBinding is a binding of the request matched to its table.
+type resolvedBinding struct {
+	resource *config.Resource
+	table    *discovery.Table
+}
+
+// resolveBindings parses each binding's resource config and finds its
+// table, reporting every problem at once.
+func resolveBindings(ctx context.Context, db *Database, resources []json.RawMessage) ([]resolvedBinding, error) {
+	var out []resolvedBinding
+	var problems []string
+	for i, raw := range resources {
+		res, err := config.ParseResource(raw)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("binding %d: %v", i, err))
+			continue
+		}
+		t := db.tables[sqlcapture.StreamID{Schema: res.Namespace, Table: res.Stream}]
+		if t == nil {
+			why, err := discovery.WhyNotListed(ctx, db.conn, res.Namespace, res.Stream, db.discoveryOptions())
+			if err != nil {
+				return nil, err
+			}
+			problems = append(problems, fmt.Sprintf("binding %d: table %q.%q %s", i, res.Namespace, res.Stream, why))
+			continue
+		}
+		out = append(out, resolvedBinding{resource: res, table: t})
+	}
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "; "))
+	}
+	return out, nil
+}
+
+func tablesOf(bindings []resolvedBinding) []*discovery.Table {
+	var out []*discovery.Table
+	for _, b := range bindings {
+		out = append(out, b.table)
+	}
+	return out
+}

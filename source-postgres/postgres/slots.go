@@ -1,0 +1,97 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+)
+
+// slotRecovery is how a user recovers from a slot that can no longer replay
+// the changes the capture's checkpoint expects.
+const slotRecovery = "to recover, re-backfill every binding (bump their backfill counters, or reset the capture's state): the changes made while the slot was unusable cannot be replayed"
+
+func slotLostError(slot string) error {
+	return fmt.Errorf("replication slot %q was invalidated by PostgreSQL (wal_status 'lost', usually max_slot_wal_keep_size): %s, after dropping the slot", slot, slotRecovery)
+}
+
+// ensureSlot checks the replication slot against the capture's cursor. A
+// new capture (no cursor) gets a fresh slot; a resumed one needs its slot
+// intact and not ahead of the cursor, or changes would be silently lost.
+func (db *Database) ensureSlot(ctx context.Context, cursor string) error {
+	slot := db.cfg.Advanced.SlotName
+	var (
+		dbName, plugin, walStatus, confirmed string
+		activePID                            *int32
+	)
+	err := db.conn.QueryRow(ctx, `SELECT database, COALESCE(plugin, ''), COALESCE(wal_status, ''),
+			COALESCE(confirmed_flush_lsn::text, ''), active_pid
+		FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&dbName, &plugin, &walStatus, &confirmed, &activePID)
+	missing := errors.Is(err, pgx.ErrNoRows)
+	if err != nil && !missing {
+		return fmt.Errorf("looking up replication slot %q: %w", slot, err)
+	}
+	switch {
+	case !missing && dbName != db.cfg.Database:
+		return fmt.Errorf("replication slot %q belongs to database %q, not %q: choose another advanced.slotName for this capture", slot, dbName, db.cfg.Database)
+	case !missing && activePID != nil:
+		return fmt.Errorf("replication slot %q is in use by another process (pid %d): is another capture running with the same advanced.slotName?", slot, *activePID)
+	case !missing && plugin != "pgoutput":
+		return fmt.Errorf("replication slot %q uses the %q plugin, not pgoutput: drop it or choose another advanced.slotName", slot, plugin)
+	case missing && cursor != "":
+		return fmt.Errorf("replication slot %q no longer exists, but the capture's checkpoint resumes from %s: %s", slot, cursor, slotRecovery)
+	case !missing && walStatus == "lost":
+		return slotLostError(slot)
+	case cursor == "":
+		// A new capture starts its stream where its backfills start: now.
+		if !missing {
+			if _, err := db.conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot); err != nil {
+				return fmt.Errorf("dropping replication slot %q to start a new capture: %w", slot, err)
+			}
+		}
+		if _, err := db.conn.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", slot); err != nil {
+			return fmt.Errorf("creating replication slot %q: %w", slot, err)
+		}
+		db.log.WithField("slot", slot).Info("created replication slot")
+		return nil
+	}
+	want, err := pglogrepl.ParseLSN(cursor)
+	if err != nil {
+		return fmt.Errorf("the capture's checkpointed cursor %q is not an LSN: %w", cursor, err)
+	}
+	have, err := pglogrepl.ParseLSN(confirmed)
+	if err != nil {
+		return fmt.Errorf("replication slot %q has no confirmed position", slot)
+	}
+	if have > want {
+		return fmt.Errorf("replication slot %q has been advanced to %s, past the capture's checkpoint at %s, so the changes in between are gone: %s", slot, have, want, slotRecovery)
+	}
+	return nil
+}
+
+// explainFailure translates a capture failure that the replication slot
+// explains: PostgreSQL ends the stream of a slot it invalidates (or that is
+// dropped) with a bare "terminating connection", which says nothing of why.
+func (db *Database) explainFailure(ctx context.Context, err error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	slot := db.cfg.Advanced.SlotName
+	var walStatus string
+	qerr := db.conn.QueryRow(ctx, "SELECT COALESCE(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&walStatus)
+	// PostgreSQL ends the walsender of a slot it invalidates before marking
+	// the slot lost, so a slot still 'unreserved' is looked at again.
+	for qerr == nil && walStatus == "unreserved" && ctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+		qerr = db.conn.QueryRow(ctx, "SELECT COALESCE(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&walStatus)
+	}
+	switch {
+	case errors.Is(qerr, pgx.ErrNoRows):
+		return fmt.Errorf("replication slot %q was dropped while the capture was running: %s (%w)", slot, slotRecovery, err)
+	case qerr == nil && walStatus == "lost":
+		return fmt.Errorf("%w (%w)", slotLostError(slot), err)
+	}
+	return err
+}
