@@ -34,6 +34,10 @@ type prerequisites struct {
 	changes  []string
 }
 
+func (p *prerequisites) add(what, fix string) {
+	p.problems = append(p.problems, problem{what, fix})
+}
+
 // err lists every problem in one error, or returns nil if there is none.
 func (p *prerequisites) err() error {
 	if len(p.problems) == 0 {
@@ -128,59 +132,82 @@ func (db *Database) inspect(ctx context.Context, tables []*discovery.Table) (*pr
 	return p, nil
 }
 
+// serverProblems are what keeps any capture from running on the server as
+// the user: its settings, the user's role and the replication slot.
 func (db *Database) serverProblems(f serverFacts) []problem {
-	var out []problem
-	user := discovery.QuoteIdent(db.cfg.User)
-	slot := db.cfg.Advanced.SlotName
+	p := &prerequisites{}
+	settingsProblems(p, f)
+	db.roleProblems(p, f)
+	db.slotProblems(p, f)
+	return p.problems
+}
+
+func settingsProblems(p *prerequisites, f serverFacts) {
 	if f.versionNum < minServerVersion {
-		out = append(out, problem{
-			fmt.Sprintf("PostgreSQL %s is not supported", f.version),
-			"upgrade to PostgreSQL 13 or later (backfills use pg_current_snapshot(), new in 13)",
-		})
+		p.add(fmt.Sprintf("PostgreSQL %s is not supported", f.version),
+			"upgrade to PostgreSQL 13 or later (backfills use pg_current_snapshot(), new in 13)")
 	}
 	if f.walLevel != "logical" {
-		out = append(out, problem{
-			fmt.Sprintf("logical replication is not enabled: wal_level is %q", f.walLevel),
-			"run ALTER SYSTEM SET wal_level = logical and restart PostgreSQL (Amazon RDS and Aurora: set rds.logical_replication = 1 in the parameter group and reboot; Google Cloud SQL: set the flag cloudsql.logical_decoding to on; Azure: set the server parameter wal_level to logical)",
-		})
+		p.add(fmt.Sprintf("logical replication is not enabled: wal_level is %q", f.walLevel),
+			"run ALTER SYSTEM SET wal_level = logical and restart PostgreSQL (Amazon RDS and Aurora: set rds.logical_replication = 1 in the parameter group and reboot; Google Cloud SQL: set the flag cloudsql.logical_decoding to on; Azure: set the server parameter wal_level to logical)")
 	}
+}
+
+func (db *Database) roleProblems(p *prerequisites, f serverFacts) {
 	if !f.replication {
-		out = append(out, problem{
-			fmt.Sprintf("user %q lacks the REPLICATION attribute", db.cfg.User),
-			fmt.Sprintf("run ALTER USER %s WITH REPLICATION (Amazon RDS and Aurora: GRANT rds_replication TO %s)", user, user),
-		})
+		user := discovery.QuoteIdent(db.cfg.User)
+		p.add(fmt.Sprintf("user %q lacks the REPLICATION attribute", db.cfg.User),
+			fmt.Sprintf("run ALTER USER %s WITH REPLICATION (Amazon RDS and Aurora: GRANT rds_replication TO %s)", user, user))
 	}
+}
+
+// slotProblems report a slot of the configured name that the capture
+// cannot use. A missing slot is no problem: the capture creates it.
+func (db *Database) slotProblems(p *prerequisites, f serverFacts) {
+	slot := db.cfg.Advanced.SlotName
 	switch {
 	case f.slotType == "":
 	case f.slotType != "logical":
-		out = append(out, problem{
-			fmt.Sprintf("replication slot %q is a %s slot", slot, f.slotType),
-			`set "advanced.slotName" to a name no other slot of the server has`,
-		})
+		p.add(fmt.Sprintf("replication slot %q is a %s slot", slot, f.slotType),
+			`set "advanced.slotName" to a name no other slot of the server has`)
 	case f.slotDatabase != db.cfg.Database:
-		out = append(out, problem{
-			fmt.Sprintf("replication slot %q belongs to database %q, not %q", slot, f.slotDatabase, db.cfg.Database),
-			`set "advanced.slotName" to a name of this capture's own (slot names are shared by all databases of a server)`,
-		})
+		p.add(fmt.Sprintf("replication slot %q belongs to database %q, not %q", slot, f.slotDatabase, db.cfg.Database),
+			`set "advanced.slotName" to a name of this capture's own (slot names are shared by all databases of a server)`)
 	case f.slotPlugin != "pgoutput":
-		out = append(out, problem{
-			fmt.Sprintf("replication slot %q uses the %q plugin, not pgoutput", slot, f.slotPlugin),
-			fmt.Sprintf(`if nothing else uses it, drop it with SELECT pg_drop_replication_slot('%s'); or set "advanced.slotName" to another name`, slot),
-		})
+		p.add(fmt.Sprintf("replication slot %q uses the %q plugin, not pgoutput", slot, f.slotPlugin),
+			fmt.Sprintf(`if nothing else uses it, drop it with SELECT pg_drop_replication_slot('%s'); or set "advanced.slotName" to another name`, slot))
 	}
-	return out
 }
 
 // captureProblems adds to p what the capture of tables lacks, and the
 // changes that fix what the user may fix.
 func (db *Database) captureProblems(p *prerequisites, f *captureFacts, tables []*discovery.Table) {
-	user := discovery.QuoteIdent(db.cfg.User)
-	pubName := db.cfg.Advanced.PublicationName
-	pub := discovery.QuoteIdent(pubName)
-	wm := db.quotedWatermarks()
-	wmSchema := discovery.QuoteIdent(db.watermarks().Schema)
+	access := tableAccessOf(f, tables)
+	db.tableAccessProblems(p, access)
+	wm := db.watermarksProblems(p, f)
+	// The watermarks table is published with the captured tables, and
+	// first, unless the publication is FOR ALL TABLES.
+	if !f.watermarks.published && !f.publication.allTables {
+		name := db.quotedWatermarks()
+		access.unpublished = append([]string{name}, access.unpublished...)
+		if !wm.owned {
+			access.notOwned = append(access.notOwned, name)
+		}
+	}
+	db.publicationProblems(p, f, tables, access, wm)
+}
 
-	var noUsage, unreadable, notOwned, unpublished []string
+// tableAccess is what the user lacks on the captured tables, as quoted
+// names.
+type tableAccess struct {
+	noUsage     []string // schemas it may not use
+	unreadable  []string // tables it may not read
+	notOwned    []string // tables it does not own, which only their owner may publish
+	unpublished []string // tables not in the publication
+}
+
+func tableAccessOf(f *captureFacts, tables []*discovery.Table) tableAccess {
+	var a tableAccess
 	for i, t := range tables {
 		r := f.tables[i]
 		if !r.exists {
@@ -189,131 +216,138 @@ func (db *Database) captureProblems(p *prerequisites, f *captureFacts, tables []
 			continue
 		}
 		if !r.usage {
-			noUsage = appendNew(noUsage, discovery.QuoteIdent(t.Schema))
+			a.noUsage = appendNew(a.noUsage, discovery.QuoteIdent(t.Schema))
 		}
 		if !r.selectable {
-			unreadable = append(unreadable, t.QuotedName())
+			a.unreadable = append(a.unreadable, t.QuotedName())
 		}
 		if !r.owned {
-			notOwned = append(notOwned, t.QuotedName())
+			a.notOwned = append(a.notOwned, t.QuotedName())
 		}
 		if !r.published {
-			unpublished = append(unpublished, t.QuotedName())
+			a.unpublished = append(a.unpublished, t.QuotedName())
 		}
 	}
-	if len(noUsage) > 0 || len(unreadable) > 0 {
-		var grants []string
-		if len(noUsage) > 0 {
-			grants = append(grants, fmt.Sprintf("GRANT USAGE ON SCHEMA %s TO %s", strings.Join(noUsage, ", "), user))
-		}
-		if len(unreadable) > 0 {
-			grants = append(grants, fmt.Sprintf("GRANT SELECT ON TABLE %s TO %s", strings.Join(unreadable, ", "), user))
-		}
-		what := fmt.Sprintf("user %q cannot read table(s) %s", db.cfg.User, strings.Join(unreadable, ", "))
-		if len(unreadable) == 0 {
-			what = fmt.Sprintf("user %q may not use schema(s) %s of the captured tables", db.cfg.User, strings.Join(noUsage, ", "))
-		}
-		p.problems = append(p.problems, problem{what, "run " + strings.Join(grants, "; ")})
-	}
+	return a
+}
 
-	// The watermarks table. A table the user creates is the user's own,
-	// which it may then publish.
-	createWatermarks := "CREATE TABLE IF NOT EXISTS " + wm + " (slot TEXT PRIMARY KEY, watermark TEXT)"
-	grantWatermarks := fmt.Sprintf("GRANT SELECT, INSERT, UPDATE ON TABLE %s TO %s", wm, user)
-	wmOwned := f.watermarks.owned
-	// adminSetup is what whoever fixes the publication must run first
-	// because the watermarks table is missing and the user cannot create it.
-	var adminSetup []string
+// tableAccessProblems report the captured tables the user cannot read.
+func (db *Database) tableAccessProblems(p *prerequisites, a tableAccess) {
+	if len(a.noUsage) == 0 && len(a.unreadable) == 0 {
+		return
+	}
+	user := discovery.QuoteIdent(db.cfg.User)
+	var grants []string
+	if len(a.noUsage) > 0 {
+		grants = append(grants, fmt.Sprintf("GRANT USAGE ON SCHEMA %s TO %s", strings.Join(a.noUsage, ", "), user))
+	}
+	if len(a.unreadable) > 0 {
+		grants = append(grants, fmt.Sprintf("GRANT SELECT ON TABLE %s TO %s", strings.Join(a.unreadable, ", "), user))
+	}
+	what := fmt.Sprintf("user %q cannot read table(s) %s", db.cfg.User, strings.Join(a.unreadable, ", "))
+	if len(a.unreadable) == 0 {
+		what = fmt.Sprintf("user %q may not use schema(s) %s of the captured tables", db.cfg.User, strings.Join(a.noUsage, ", "))
+	}
+	p.add(what, "run "+strings.Join(grants, "; "))
+}
+
+// watermarksPlan is how the capture will have its watermarks table.
+type watermarksPlan struct {
+	// owned is whether the user owns the table, or will once the capture
+	// creates it, and so may publish it.
+	owned bool
+	// adminSetup is what whoever fixes the publication must run first,
+	// because the table is missing and the user may not create it.
+	adminSetup []string
+}
+
+// watermarksProblems report what keeps the user from writing watermarks,
+// or plan the table's creation when the user may create it.
+func (db *Database) watermarksProblems(p *prerequisites, f *captureFacts) watermarksPlan {
+	user := discovery.QuoteIdent(db.cfg.User)
+	wm := db.quotedWatermarks()
+	schema := discovery.QuoteIdent(db.watermarks().Schema)
+	create := "CREATE TABLE IF NOT EXISTS " + wm + " (slot TEXT PRIMARY KEY, watermark TEXT)"
+	grant := fmt.Sprintf("GRANT SELECT, INSERT, UPDATE ON TABLE %s TO %s", wm, user)
+	plan := watermarksPlan{owned: f.watermarks.owned}
 	switch w := f.watermarks; {
 	case !w.exists && !f.watermarksSchema.exists:
-		p.problems = append(p.problems, problem{
-			fmt.Sprintf("the schema %s of the watermarks table does not exist", wmSchema),
-			fmt.Sprintf(`run CREATE SCHEMA %s; or set "advanced.watermarksTable" to a table in an existing schema`, wmSchema),
-		})
+		p.add(fmt.Sprintf("the schema %s of the watermarks table does not exist", schema),
+			fmt.Sprintf(`run CREATE SCHEMA %s; or set "advanced.watermarksTable" to a table in an existing schema`, schema))
 	case !w.exists && f.watermarksSchema.create:
-		p.changes = append(p.changes, createWatermarks)
-		wmOwned = true
+		// A table the user creates is its own, which it may then publish.
+		p.changes = append(p.changes, create)
+		plan.owned = true
 	case !w.exists:
-		adminSetup = []string{createWatermarks, grantWatermarks}
-		p.problems = append(p.problems, problem{
-			fmt.Sprintf("the watermarks table %s does not exist, and user %q may not create it in schema %s", wm, db.cfg.User, wmSchema),
-			fmt.Sprintf("run %s; %s", createWatermarks, grantWatermarks),
-		})
+		plan.adminSetup = []string{create, grant}
+		p.add(fmt.Sprintf("the watermarks table %s does not exist, and user %q may not create it in schema %s", wm, db.cfg.User, schema),
+			fmt.Sprintf("run %s; %s", create, grant))
 	case !w.usage || !w.selectable || !w.writable:
-		grant := grantWatermarks
 		if !w.usage {
-			grant = fmt.Sprintf("GRANT USAGE ON SCHEMA %s TO %s; %s", wmSchema, user, grant)
+			grant = fmt.Sprintf("GRANT USAGE ON SCHEMA %s TO %s; %s", schema, user, grant)
 		}
-		p.problems = append(p.problems, problem{
-			fmt.Sprintf("user %q cannot write to the watermarks table %s", db.cfg.User, wm),
-			"run " + grant,
-		})
+		p.add(fmt.Sprintf("user %q cannot write to the watermarks table %s", db.cfg.User, wm), "run "+grant)
 	}
-	if !f.watermarks.published && !f.publication.allTables {
-		unpublished = append([]string{wm}, unpublished...)
-		if !wmOwned {
-			notOwned = append(notOwned, wm)
-		}
-	}
+	return plan
+}
 
-	// The publication.
-	asAdmin := func(sql string) string {
-		return "run as a superuser or the owner of the tables: " + strings.Join(append(adminSetup, sql), "; ")
-	}
+// publicationProblems report what keeps the publication from publishing
+// the watermarks table and the captured tables, or plan the statements
+// that create it or add the tables to it when the user may run them.
+func (db *Database) publicationProblems(p *prerequisites, f *captureFacts, tables []*discovery.Table, a tableAccess, wm watermarksPlan) {
+	name := db.cfg.Advanced.PublicationName
+	pub := discovery.QuoteIdent(name)
 	if !f.publication.exists {
-		published := append([]string{wm}, quotedNames(tables)...)
-		create := fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s WITH (publish_via_partition_root = true)", pub, strings.Join(published, ", "))
 		var why []string
 		if !f.createInDatabase {
 			why = append(why, fmt.Sprintf("it lacks the CREATE privilege on database %q", db.cfg.Database))
 		}
-		if !wmOwned {
-			notOwned = appendNew(notOwned, wm)
-		}
-		if len(notOwned) > 0 {
-			why = append(why, "it does not own "+strings.Join(notOwned, ", "))
-		}
-		if len(why) == 0 {
-			p.changes = append(p.changes, create)
-			return
-		}
-		p.problems = append(p.problems, problem{
-			fmt.Sprintf("publication %q does not exist, and user %q may not create it (%s)", pubName, db.cfg.User, strings.Join(why, "; ")),
-			asAdmin(create),
-		})
+		published := append([]string{db.quotedWatermarks()}, quotedNames(tables)...)
+		publicationChange(p,
+			fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s WITH (publish_via_partition_root = true)", pub, strings.Join(published, ", ")),
+			fmt.Sprintf("publication %q does not exist, and user %q may not create it", name, db.cfg.User),
+			why, a.notOwned, wm.adminSetup)
 		return
 	}
 	if !f.publication.allActions {
-		p.problems = append(p.problems, problem{
-			fmt.Sprintf("publication %q does not publish all of inserts, updates and deletes", pubName),
-			fmt.Sprintf("run ALTER PUBLICATION %s SET (publish = 'insert, update, delete, truncate')", pub),
-		})
+		p.add(fmt.Sprintf("publication %q does not publish all of inserts, updates and deletes", name),
+			fmt.Sprintf("run ALTER PUBLICATION %s SET (publish = 'insert, update, delete, truncate')", pub))
 	}
-	if len(unpublished) == 0 {
+	if len(a.unpublished) == 0 {
 		return
 	}
-	add := fmt.Sprintf("ALTER PUBLICATION %s ADD TABLE %s", pub, strings.Join(unpublished, ", "))
 	var why []string
 	if !f.publication.owned {
 		why = append(why, "only the publication's owner may add tables to it")
 	}
-	var unpublishedNotOwned []string
-	for _, name := range unpublished {
-		if slices.Contains(notOwned, name) {
-			unpublishedNotOwned = append(unpublishedNotOwned, name)
+	var notOwned []string
+	for _, t := range a.unpublished {
+		if slices.Contains(a.notOwned, t) {
+			notOwned = append(notOwned, t)
 		}
 	}
-	if len(unpublishedNotOwned) > 0 {
-		why = append(why, "it does not own "+strings.Join(unpublishedNotOwned, ", "))
+	unpublished := strings.Join(a.unpublished, ", ")
+	publicationChange(p,
+		fmt.Sprintf("ALTER PUBLICATION %s ADD TABLE %s", pub, unpublished),
+		fmt.Sprintf("table(s) %s are not in publication %q, and user %q may not add them", unpublished, name, db.cfg.User),
+		why, notOwned, wm.adminSetup)
+}
+
+// publicationChange plans sql, which creates or alters the publication, as
+// a change the capture runs itself. If the user may not run it, for the
+// reasons in why or because it does not own the tables in notOwned (only
+// their owner may publish them), it adds the problem what instead, whose
+// fix is to run adminSetup and sql as an administrator.
+func publicationChange(p *prerequisites, sql, what string, why, notOwned, adminSetup []string) {
+	if len(notOwned) > 0 {
+		why = append(why, "it does not own "+strings.Join(notOwned, ", "))
 	}
 	if len(why) == 0 {
-		p.changes = append(p.changes, add)
+		p.changes = append(p.changes, sql)
 		return
 	}
-	p.problems = append(p.problems, problem{
-		fmt.Sprintf("table(s) %s are not in publication %q, and user %q may not add them (%s)", strings.Join(unpublished, ", "), pubName, db.cfg.User, strings.Join(why, "; ")),
-		asAdmin(add),
-	})
+	p.add(fmt.Sprintf("%s (%s)", what, strings.Join(why, "; ")),
+		"run as a superuser or the owner of the tables: "+strings.Join(slices.Concat(adminSetup, []string{sql}), "; "))
 }
 
 func quotedNames(tables []*discovery.Table) []string {
