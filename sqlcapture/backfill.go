@@ -31,6 +31,17 @@ func (c *capture) backfillChunk(ctx context.Context, b *binding) error {
 			return err
 		}
 	}
+	if err := c.scanChunk(ctx, b); err != nil {
+		return err
+	}
+	if err := c.fence(ctx, b); err != nil {
+		return err
+	}
+	return c.checkpoint()
+}
+
+// scanChunk emits b's next chunk of rows and advances its backfill state.
+func (c *capture) scanChunk(ctx context.Context, b *binding) error {
 	n := 0
 	next, done, err := c.db.ScanChunk(ctx, b.Stream, b.state.Scanned, b.state.Backfilled, c.opts.ChunkSize, func(r Row) error {
 		n++
@@ -53,7 +64,12 @@ func (c *capture) backfillChunk(ctx context.Context, b *binding) error {
 		c.log.WithFields(logrus.Fields{"table": b.Stream.String(), "rows": b.state.Backfilled}).Debug("backfill chunk")
 	}
 	c.dirty[b.StateKey] = true
+	return nil
+}
 
+// fence writes a watermark and processes the change stream up to its
+// commit, which emits the changes that raced the chunk just scanned.
+func (c *capture) fence(ctx context.Context, b *binding) error {
 	id, err := newFenceID()
 	if err != nil {
 		return err
@@ -61,10 +77,7 @@ func (c *capture) backfillChunk(ctx context.Context, b *binding) error {
 	if err := c.db.WriteWatermark(ctx, id); err != nil {
 		return fmt.Errorf("writing the watermark fence for table %s: %w", b.Stream, err)
 	}
-	if err := c.streamEvents(ctx, id); err != nil {
-		return err
-	}
-	return c.checkpoint()
+	return c.streamEvents(ctx, id)
 }
 
 func newFenceID() (string, error) {

@@ -74,22 +74,7 @@ func (c *capture) streamEvents(ctx context.Context, fence string) error {
 func (c *capture) handle(ctx context.Context, ev Event, fence string) (reached bool, err error) {
 	switch e := ev.(type) {
 	case *Change:
-		if fence == "" && c.pendingCommit && c.docs >= c.opts.CoalesceDocs {
-			if err := c.checkpoint(); err != nil {
-				return false, err
-			}
-		}
-		c.inTxn = true
-		b := c.byStream[e.Stream]
-		if b == nil {
-			return false, nil
-		}
-		if b.emits(e.Key) {
-			c.docs++
-			if err := c.out.Captured(b.Index, e.Doc); err != nil {
-				return false, err
-			}
-		}
+		return false, c.applyChange(e, fence)
 	case *Watermark:
 		if fence != "" && e.ID == fence {
 			c.fenceSeen = true
@@ -121,6 +106,25 @@ func (c *capture) handle(ctx context.Context, ev Event, fence string) (reached b
 		return false, fmt.Errorf("unexpected change stream event %T", ev)
 	}
 	return false, nil
+}
+
+// applyChange emits a change of a captured table unless a later backfill
+// chunk will read its row. Outside a fence, it first takes the checkpoint a
+// processed commit is waiting for once Options.CoalesceDocs documents have
+// accumulated.
+func (c *capture) applyChange(e *Change, fence string) error {
+	if fence == "" && c.pendingCommit && c.docs >= c.opts.CoalesceDocs {
+		if err := c.checkpoint(); err != nil {
+			return err
+		}
+	}
+	c.inTxn = true
+	b := c.byStream[e.Stream]
+	if b == nil || !b.emits(e.Key) {
+		return nil
+	}
+	c.docs++
+	return c.out.Captured(b.Index, e.Doc)
 }
 
 // emits reports whether a change of the row with key belongs in the output:
