@@ -8,15 +8,12 @@ import (
 	"sync"
 )
 
-type checkpointPatch struct {
-	Cursor  string                  `json:"cursor,omitempty"`
-	Streams map[string]*StreamState `json:"streams,omitempty"`
-}
-
 // checkpoint commits every document emitted so far, recording the stream
-// cursor and the state of every binding that changed.
+// cursor and the state of every binding that changed. Its merge patch has
+// the shape of the State it patches; a null stream state deletes the entry of
+// a binding no longer captured.
 func (c *capture) checkpoint() error {
-	patch := checkpointPatch{Cursor: c.cursor}
+	patch := State{Cursor: c.cursor}
 	if len(c.dirty) > 0 || len(c.removed) > 0 {
 		patch.Streams = make(map[string]*StreamState, len(c.dirty)+len(c.removed))
 		for _, b := range c.bindings {
