@@ -83,11 +83,15 @@ func Run(ctx context.Context, db Database, bindings []Binding, state State, out 
 	return c.run(ctx)
 }
 
+// binding is a Binding with its stream state as of the output so far.
 type binding struct {
 	Binding
 	state StreamState
 }
 
+// capture is one capture session. Its methods are spread over files named
+// for their part: backfill.go scans chunks and fences them, stream.go applies
+// the change stream, checkpoint.go emits checkpoints and takes acks.
 type capture struct {
 	db   Database
 	out  Output
@@ -156,6 +160,9 @@ func (c *capture) reconcile(bindings []Binding, state State) error {
 	return nil
 }
 
+// run is the capture's loop: it reports every binding's schema and takes a
+// first checkpoint, recording new and removed bindings, then backfills one
+// chunk at a time while a table needs it, and otherwise streams changes.
 func (c *capture) run(ctx context.Context) error {
 	stream, err := c.db.StartReplication(ctx, c.cursor)
 	if err != nil {
