@@ -119,27 +119,21 @@ func (o jsonObject) u32(names ...string) uint32 {
 
 // connectorType decodes a flow.CaptureSpec.ConnectorType, written as its
 // name or, less often, its number.
-func (o jsonObject) connectorType(names ...string) int32 {
+func (o jsonObject) connectorType(names ...string) ConnectorType {
 	v, name := o.member(names...)
 	if v == nil {
-		return 0
+		return ConnectorTypeInvalid
 	}
 	if v[0] != '"' {
 		n, err := strconv.ParseInt(string(v), 10, 32)
 		if err != nil {
 			o.d.fail(joinPath(o.path, name), "want a connector type name or number", err)
 		}
-		return int32(n)
+		return ConnectorType(n)
 	}
 	var typeName string
 	o.decode(name, v, &typeName, "want a connector type name or number")
-	switch typeName {
-	case "IMAGE":
-		return 7
-	case "LOCAL":
-		return 8
-	}
-	return 0 // INVALID, or a type newer than this package
+	return connectorTypeNamed(typeName)
 }
 
 // object returns the sub-message under names, if present.

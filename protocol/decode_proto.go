@@ -88,11 +88,11 @@ func (f protoField) setUint32(dst *uint32) error {
 }
 
 // setEnum stores an enum, which protobuf encodes as a sign-extended int32.
-func (f protoField) setEnum(dst *int32) error {
+func setEnum[E ~int32](f protoField, dst *E) error {
 	if err := f.want(protowire.VarintType); err != nil {
 		return err
 	}
-	*dst = int32(f.value)
+	*dst = E(int32(f.value))
 	return nil
 }
 
@@ -179,20 +179,20 @@ func decodeProtoRequest(b []byte) (*Request, error) {
 	var req Request
 	err := walkProto("capture.Request", b, func(f protoField) error {
 		switch f.num {
-		case 1:
+		case requestSpec:
 			return mergeMessage(f, &req.Spec, decodeProtoSpec)
-		case 2:
+		case requestDiscover:
 			return mergeMessage(f, &req.Discover, decodeProtoDiscover)
-		case 3:
+		case requestValidate:
 			return mergeMessage(f, &req.Validate, decodeProtoValidate)
-		case 4:
+		case requestApply:
 			return mergeMessage(f, &req.Apply, decodeProtoApply)
-		case 5:
+		case requestOpen:
 			return mergeMessage(f, &req.Open, decodeProtoOpen)
-		case 6:
+		case requestAcknowledge:
 			return mergeMessage(f, &req.Acknowledge, decodeProtoAcknowledge)
 		}
-		return nil // includes $internal (100), which connectors must ignore
+		return nil // includes $internal, which connectors must ignore
 	})
 	if err == nil {
 		err = checkOneRequest(&req)
@@ -206,9 +206,9 @@ func decodeProtoRequest(b []byte) (*Request, error) {
 func decodeProtoSpec(b []byte, m *SpecRequest) error {
 	return walkProto("capture.Request.Spec", b, func(f protoField) error {
 		switch f.num {
-		case 1:
-			return f.setEnum(&m.ConnectorType)
-		case 2:
+		case requestSpecConnectorType:
+			return setEnum(f, &m.ConnectorType)
+		case requestSpecConfigJSON:
 			return f.setRaw(&m.Config)
 		}
 		return nil
@@ -218,9 +218,9 @@ func decodeProtoSpec(b []byte, m *SpecRequest) error {
 func decodeProtoDiscover(b []byte, m *DiscoverRequest) error {
 	return walkProto("capture.Request.Discover", b, func(f protoField) error {
 		switch f.num {
-		case 1:
-			return f.setEnum(&m.ConnectorType)
-		case 2:
+		case requestDiscoverConnectorType:
+			return setEnum(f, &m.ConnectorType)
+		case requestDiscoverConfigJSON:
 			return f.setRaw(&m.Config)
 		}
 		return nil
@@ -230,17 +230,17 @@ func decodeProtoDiscover(b []byte, m *DiscoverRequest) error {
 func decodeProtoValidate(b []byte, m *ValidateRequest) error {
 	return walkProto("capture.Request.Validate", b, func(f protoField) error {
 		switch f.num {
-		case 1:
+		case requestValidateName:
 			return f.setString(&m.Name)
-		case 2:
-			return f.setEnum(&m.ConnectorType)
-		case 3:
+		case requestValidateConnectorType:
+			return setEnum(f, &m.ConnectorType)
+		case requestValidateConfigJSON:
 			return f.setRaw(&m.Config)
-		case 4:
+		case requestValidateBindings:
 			return appendMessage(f, &m.Bindings, decodeProtoValidateBinding)
-		case 5:
+		case requestValidateLastCapture:
 			return mergeMessage(f, &m.LastCapture, decodeProtoCaptureSpec)
-		case 6:
+		case requestValidateLastVersion:
 			return f.setString(&m.LastVersion)
 		}
 		return nil
@@ -250,11 +250,11 @@ func decodeProtoValidate(b []byte, m *ValidateRequest) error {
 func decodeProtoValidateBinding(b []byte, m *ValidateBinding) error {
 	return walkProto("capture.Request.Validate.Binding", b, func(f protoField) error {
 		switch f.num {
-		case 1:
+		case requestValidateBindingResourceConfigJSON:
 			return f.setRaw(&m.ResourceConfig)
-		case 2:
+		case requestValidateBindingCollection:
 			return mergeInto(f, &m.Collection, decodeProtoCollection)
-		case 3:
+		case requestValidateBindingBackfill:
 			return f.setUint32(&m.Backfill)
 		}
 		return nil
@@ -264,13 +264,13 @@ func decodeProtoValidateBinding(b []byte, m *ValidateBinding) error {
 func decodeProtoApply(b []byte, m *ApplyRequest) error {
 	return walkProto("capture.Request.Apply", b, func(f protoField) error {
 		switch f.num {
-		case 1:
+		case requestApplyCapture:
 			return mergeMessage(f, &m.Capture, decodeProtoCaptureSpec)
-		case 2:
+		case requestApplyVersion:
 			return f.setString(&m.Version)
-		case 4:
+		case requestApplyLastCapture:
 			return mergeMessage(f, &m.LastCapture, decodeProtoCaptureSpec)
-		case 5:
+		case requestApplyLastVersion:
 			return f.setString(&m.LastVersion)
 		}
 		return nil
@@ -280,13 +280,13 @@ func decodeProtoApply(b []byte, m *ApplyRequest) error {
 func decodeProtoOpen(b []byte, m *OpenRequest) error {
 	return walkProto("capture.Request.Open", b, func(f protoField) error {
 		switch f.num {
-		case 1:
+		case requestOpenCapture:
 			return mergeMessage(f, &m.Capture, decodeProtoCaptureSpec)
-		case 2:
+		case requestOpenVersion:
 			return f.setString(&m.Version)
-		case 3:
+		case requestOpenRange:
 			return mergeMessage(f, &m.Range, decodeProtoRange)
-		case 4:
+		case requestOpenStateJSON:
 			return f.setRaw(&m.State)
 		}
 		return nil
@@ -295,7 +295,7 @@ func decodeProtoOpen(b []byte, m *OpenRequest) error {
 
 func decodeProtoAcknowledge(b []byte, m *AcknowledgeRequest) error {
 	return walkProto("capture.Request.Acknowledge", b, func(f protoField) error {
-		if f.num == 1 {
+		if f.num == requestAcknowledgeCheckpoints {
 			return f.setUint32(&m.Checkpoints)
 		}
 		return nil
@@ -305,15 +305,15 @@ func decodeProtoAcknowledge(b []byte, m *AcknowledgeRequest) error {
 func decodeProtoCaptureSpec(b []byte, m *CaptureSpec) error {
 	return walkProto("flow.CaptureSpec", b, func(f protoField) error {
 		switch f.num {
-		case 1:
+		case captureSpecName:
 			return f.setString(&m.Name)
-		case 2:
-			return f.setEnum(&m.ConnectorType)
-		case 3:
+		case captureSpecConnectorType:
+			return setEnum(f, &m.ConnectorType)
+		case captureSpecConfigJSON:
 			return f.setRaw(&m.Config)
-		case 4:
+		case captureSpecBindings:
 			return appendMessage(f, &m.Bindings, decodeProtoCaptureBinding)
-		case 5:
+		case captureSpecIntervalSeconds:
 			return f.setUint32(&m.IntervalSeconds)
 		}
 		return nil
@@ -323,15 +323,15 @@ func decodeProtoCaptureSpec(b []byte, m *CaptureSpec) error {
 func decodeProtoCaptureBinding(b []byte, m *CaptureBinding) error {
 	return walkProto("flow.CaptureSpec.Binding", b, func(f protoField) error {
 		switch f.num {
-		case 1:
+		case captureSpecBindingResourceConfigJSON:
 			return f.setRaw(&m.ResourceConfig)
-		case 2:
+		case captureSpecBindingResourcePath:
 			return f.appendString(&m.ResourcePath)
-		case 3:
+		case captureSpecBindingCollection:
 			return mergeInto(f, &m.Collection, decodeProtoCollection)
-		case 4:
+		case captureSpecBindingBackfill:
 			return f.setUint32(&m.Backfill)
-		case 5:
+		case captureSpecBindingStateKey:
 			return f.setString(&m.StateKey)
 		}
 		return nil
@@ -341,17 +341,17 @@ func decodeProtoCaptureBinding(b []byte, m *CaptureBinding) error {
 func decodeProtoCollection(b []byte, m *CollectionSpec) error {
 	return walkProto("flow.CollectionSpec", b, func(f protoField) error {
 		switch f.num {
-		case 1:
+		case collectionSpecName:
 			return f.setString(&m.Name)
-		case 3:
+		case collectionSpecKey:
 			return f.appendString(&m.Key)
-		case 4:
+		case collectionSpecUUIDPtr:
 			return f.setString(&m.UUIDPtr)
-		case 6:
+		case collectionSpecProjections:
 			return appendMessage(f, &m.Projections, decodeProtoProjection)
-		case 8:
+		case collectionSpecWriteSchemaJSON:
 			return f.setRaw(&m.WriteSchema)
-		case 11:
+		case collectionSpecReadSchemaJSON:
 			return f.setRaw(&m.ReadSchema)
 		}
 		return nil
@@ -361,15 +361,15 @@ func decodeProtoCollection(b []byte, m *CollectionSpec) error {
 func decodeProtoProjection(b []byte, m *Projection) error {
 	return walkProto("flow.Projection", b, func(f protoField) error {
 		switch f.num {
-		case 1:
+		case projectionPtr:
 			return f.setString(&m.Ptr)
-		case 2:
+		case projectionField:
 			return f.setString(&m.Field)
-		case 3:
+		case projectionExplicit:
 			return f.setBool(&m.Explicit)
-		case 4:
+		case projectionIsPartitionKey:
 			return f.setBool(&m.IsPartitionKey)
-		case 5:
+		case projectionIsPrimaryKey:
 			return f.setBool(&m.IsPrimaryKey)
 		}
 		return nil
@@ -379,13 +379,13 @@ func decodeProtoProjection(b []byte, m *Projection) error {
 func decodeProtoRange(b []byte, m *RangeSpec) error {
 	return walkProto("flow.RangeSpec", b, func(f protoField) error {
 		switch f.num {
-		case 2:
+		case rangeSpecKeyBegin:
 			return f.setFixed32(&m.KeyBegin)
-		case 3:
+		case rangeSpecKeyEnd:
 			return f.setFixed32(&m.KeyEnd)
-		case 4:
+		case rangeSpecRClockBegin:
 			return f.setFixed32(&m.RClockBegin)
-		case 5:
+		case rangeSpecRClockEnd:
 			return f.setFixed32(&m.RClockEnd)
 		}
 		return nil

@@ -5,10 +5,8 @@ import "encoding/json"
 // Fields of type json.RawMessage hold embedded JSON exactly as the runtime
 // sent it. On input, a field that is absent (or JSON null) is nil.
 //
-// ConnectorType fields hold the flow.CaptureSpec.ConnectorType enum: 0 is
-// unset, 7 is IMAGE, 8 is LOCAL. A JSON request naming a type this package
-// does not know decodes as 0, so new runtime values don't break old
-// connectors.
+// A JSON request naming a ConnectorType this package does not know decodes
+// as ConnectorTypeInvalid, so new runtime values don't break old connectors.
 
 // Request is one message from the runtime. Read guarantees that exactly one
 // field is set.
@@ -25,20 +23,20 @@ type Request struct {
 // at all: the runtime sends an empty one at container start to check
 // ProtocolVersion.
 type SpecRequest struct {
-	ConnectorType int32
+	ConnectorType ConnectorType
 	Config        json.RawMessage // possibly partial or absent
 }
 
 // DiscoverRequest asks for the bindings the endpoint could capture.
 type DiscoverRequest struct {
-	ConnectorType int32
+	ConnectorType ConnectorType
 	Config        json.RawMessage
 }
 
 // ValidateRequest asks the connector to check a proposed capture.
 type ValidateRequest struct {
 	Name          string
-	ConnectorType int32
+	ConnectorType ConnectorType
 	Config        json.RawMessage
 	Bindings      []ValidateBinding
 	// LastCapture is the previously published spec, nil for a new task.
@@ -81,7 +79,7 @@ type AcknowledgeRequest struct {
 // CaptureSpec is a built capture task (flow.CaptureSpec).
 type CaptureSpec struct {
 	Name            string
-	ConnectorType   int32
+	ConnectorType   ConnectorType
 	Config          json.RawMessage
 	Bindings        []CaptureBinding
 	IntervalSeconds uint32

@@ -85,7 +85,9 @@ func testRequests() map[string]*Request {
 
 // protoEncoder encodes requests as the runtime does. Every message it writes
 // begins and ends with extra, which lets tests surround each known field with
-// unknown ones at every level of nesting.
+// unknown ones at every level of nesting. Its field numbers are literals from
+// the protocol fact sheet, not capture_fields.go's constants, so that a wrong
+// constant fails the round trip instead of agreeing with itself.
 type protoEncoder struct{ extra []byte }
 
 func (e protoEncoder) frame(req *Request) []byte {
@@ -224,7 +226,9 @@ func (e jsonEncoder) set(o object, v any, names ...string) {
 	o[name] = v
 }
 
-func connectorTypeName(t int32) any {
+// connectorTypeName spells the enum's values independently of
+// ConnectorType.String, for the same reason.
+func connectorTypeName(t ConnectorType) any {
 	switch t {
 	case 0:
 		return nil

@@ -13,18 +13,6 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// Field numbers of capture.Response.
-const (
-	responseSpec          protowire.Number = 1
-	responseDiscovered    protowire.Number = 2
-	responseValidated     protowire.Number = 3
-	responseApplied       protowire.Number = 4
-	responseOpened        protowire.Number = 5
-	responseCaptured      protowire.Number = 6
-	responseCheckpoint    protowire.Number = 7
-	responseSourcedSchema protowire.Number = 8
-)
-
 // Writer encodes responses to the runtime. It buffers its output: every
 // method except WriteCaptured flushes, because the runtime must see those
 // messages (a checkpoint above all) without waiting for more output, while
@@ -75,9 +63,9 @@ func (w *Writer) WriteCaptured(binding uint32, doc []byte) error {
 	trailer := ""
 	switch w.codec {
 	case Proto:
-		captured := protowire.SizeTag(2) + protowire.SizeBytes(len(doc))
+		captured := protowire.SizeTag(responseCapturedDocJSON) + protowire.SizeBytes(len(doc))
 		if binding != 0 {
-			captured += protowire.SizeTag(1) + protowire.SizeVarint(uint64(binding))
+			captured += protowire.SizeTag(responseCapturedBinding) + protowire.SizeVarint(uint64(binding))
 		}
 		size := protowire.SizeTag(responseCaptured) + protowire.SizeBytes(captured)
 		if uint64(size) > math.MaxUint32 {
@@ -86,8 +74,8 @@ func (w *Writer) WriteCaptured(binding uint32, doc []byte) error {
 		header = binary.LittleEndian.AppendUint32(w.header[:0], uint32(size))
 		header = protowire.AppendTag(header, responseCaptured, protowire.BytesType)
 		header = protowire.AppendVarint(header, uint64(captured))
-		header = appendVarintField(header, 1, uint64(binding))
-		header = protowire.AppendTag(header, 2, protowire.BytesType)
+		header = appendVarintField(header, responseCapturedBinding, uint64(binding))
+		header = protowire.AppendTag(header, responseCapturedDocJSON, protowire.BytesType)
 		header = protowire.AppendVarint(header, uint64(len(doc)))
 	case JSON:
 		header = append(w.header[:0], `{"captured":{`...)
@@ -125,11 +113,11 @@ func (w *Writer) WriteSpec(spec *SpecResponse) error {
 	if w.codec == JSON {
 		return w.writeJSON("spec", &jsonResponse{Spec: spec})
 	}
-	msg := appendVarintField(nil, 1, uint64(spec.Protocol))
-	msg = appendBytesField(msg, 2, spec.ConfigSchema)
-	msg = appendBytesField(msg, 3, spec.ResourceConfigSchema)
-	msg = appendStringField(msg, 4, spec.DocumentationURL)
-	msg = appendStringsField(msg, 6, spec.ResourcePathPointers)
+	msg := appendVarintField(nil, responseSpecProtocol, uint64(spec.Protocol))
+	msg = appendBytesField(msg, responseSpecConfigSchemaJSON, spec.ConfigSchema)
+	msg = appendBytesField(msg, responseSpecResourceConfigSchemaJSON, spec.ResourceConfigSchema)
+	msg = appendStringField(msg, responseSpecDocumentationURL, spec.DocumentationURL)
+	msg = appendStringsField(msg, responseSpecResourcePathPointers, spec.ResourcePathPointers)
 	return w.writeProto("spec", responseSpec, msg)
 }
 
@@ -148,16 +136,14 @@ func (w *Writer) WriteDiscovered(bindings []DiscoveredBinding) error {
 	}
 	var msg []byte
 	for _, b := range bindings {
-		binding := appendStringField(nil, 1, b.RecommendedName)
-		binding = appendBytesField(binding, 2, b.ResourceConfig)
-		binding = appendBytesField(binding, 3, b.DocumentSchema)
-		binding = appendStringsField(binding, 4, b.Key)
-		binding = appendBoolField(binding, 5, b.Disable)
-		binding = appendStringsField(binding, 6, b.ResourcePath)
-		// The number of is_fallback_key is inferred (the next free tag); no
-		// published capture.proto we have seen declares it.
-		binding = appendBoolField(binding, 7, b.IsFallbackKey)
-		msg = appendMessageField(msg, 1, binding)
+		binding := appendStringField(nil, responseDiscoveredBindingRecommendedName, b.RecommendedName)
+		binding = appendBytesField(binding, responseDiscoveredBindingResourceConfigJSON, b.ResourceConfig)
+		binding = appendBytesField(binding, responseDiscoveredBindingDocumentSchemaJSON, b.DocumentSchema)
+		binding = appendStringsField(binding, responseDiscoveredBindingKey, b.Key)
+		binding = appendBoolField(binding, responseDiscoveredBindingDisable, b.Disable)
+		binding = appendStringsField(binding, responseDiscoveredBindingResourcePath, b.ResourcePath)
+		binding = appendBoolField(binding, responseDiscoveredBindingIsFallbackKey, b.IsFallbackKey)
+		msg = appendMessageField(msg, responseDiscoveredBindings, binding)
 	}
 	return w.writeProto("discovered", responseDiscovered, msg)
 }
@@ -170,7 +156,8 @@ func (w *Writer) WriteValidated(bindings []ValidatedBinding) error {
 	}
 	var msg []byte
 	for _, b := range bindings {
-		msg = appendMessageField(msg, 1, appendStringsField(nil, 1, b.ResourcePath))
+		binding := appendStringsField(nil, responseValidatedBindingResourcePath, b.ResourcePath)
+		msg = appendMessageField(msg, responseValidatedBindings, binding)
 	}
 	return w.writeProto("validated", responseValidated, msg)
 }
@@ -181,7 +168,7 @@ func (w *Writer) WriteApplied(actionDescription string) error {
 	if w.codec == JSON {
 		return w.writeJSON("applied", &jsonResponse{Applied: &jsonApplied{actionDescription}})
 	}
-	return w.writeProto("applied", responseApplied, appendStringField(nil, 1, actionDescription))
+	return w.writeProto("applied", responseApplied, appendStringField(nil, responseAppliedActionDescription, actionDescription))
 }
 
 // WriteOpened answers an open request. With explicitAcks the runtime sends an
@@ -190,7 +177,7 @@ func (w *Writer) WriteOpened(explicitAcks bool) error {
 	if w.codec == JSON {
 		return w.writeJSON("opened", &jsonResponse{Opened: &jsonOpened{explicitAcks}})
 	}
-	return w.writeProto("opened", responseOpened, appendBoolField(nil, 1, explicitAcks))
+	return w.writeProto("opened", responseOpened, appendBoolField(nil, responseOpenedExplicitAcknowledgements, explicitAcks))
 }
 
 // WriteCheckpoint commits the documents captured since the last checkpoint,
@@ -209,9 +196,9 @@ func (w *Writer) WriteCheckpoint(updated []byte, mergePatch bool) error {
 			State: jsonConnectorState{Updated: updated, MergePatch: mergePatch},
 		}})
 	}
-	state := appendBytesField(nil, 1, updated)
-	state = appendBoolField(state, 2, mergePatch)
-	return w.writeProto("checkpoint", responseCheckpoint, appendMessageField(nil, 1, state))
+	state := appendBytesField(nil, connectorStateUpdatedJSON, updated)
+	state = appendBoolField(state, connectorStateMergePatch, mergePatch)
+	return w.writeProto("checkpoint", responseCheckpoint, appendMessageField(nil, responseCheckpointState, state))
 }
 
 // WriteSourcedSchema reports the JSON schema of binding as the source
@@ -226,8 +213,8 @@ func (w *Writer) WriteSourcedSchema(binding uint32, schema []byte) error {
 	if w.codec == JSON {
 		return w.writeJSON("sourcedSchema", &jsonResponse{SourcedSchema: &jsonSourcedSchema{binding, schema}})
 	}
-	msg := appendVarintField(nil, 1, uint64(binding))
-	msg = appendBytesField(msg, 2, schema)
+	msg := appendVarintField(nil, responseSourcedSchemaBinding, uint64(binding))
+	msg = appendBytesField(msg, responseSourcedSchemaSchemaJSON, schema)
 	return w.writeProto("sourcedSchema", responseSourcedSchema, msg)
 }
 

@@ -1,15 +1,10 @@
 package sqlcapture
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -66,43 +61,6 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// Acknowledgements collects the runtime's acknowledgements of checkpoints.
-// The request reader adds to it without ever blocking, so the runtime's
-// acknowledgements are drained even while the engine is busy with a chunk.
-type Acknowledgements struct {
-	mu    sync.Mutex
-	n     int
-	ready chan struct{}
-}
-
-// NewAcknowledgements returns an empty collector.
-func NewAcknowledgements() *Acknowledgements {
-	return &Acknowledgements{ready: make(chan struct{}, 1)}
-}
-
-// Add records that n more checkpoints are durably committed. Zero counts as
-// one, as older runtimes sent it.
-func (a *Acknowledgements) Add(n uint32) {
-	if n == 0 {
-		n = 1
-	}
-	a.mu.Lock()
-	a.n += int(n)
-	a.mu.Unlock()
-	select {
-	case a.ready <- struct{}{}:
-	default:
-	}
-}
-
-func (a *Acknowledgements) take() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	n := a.n
-	a.n = 0
-	return n
-}
-
 // Run captures bindings from db until ctx ends or an error occurs. It
 // resumes from state, emits documents and checkpoints to out, and releases
 // the database's change stream only up to checkpoints acknowledged through
@@ -125,21 +83,15 @@ func Run(ctx context.Context, db Database, bindings []Binding, state State, out 
 	return c.run(ctx)
 }
 
+// binding is a Binding with its stream state as of the output so far.
 type binding struct {
 	Binding
 	state StreamState
 }
 
-// emits reports whether a change of the row with key belongs in the output:
-// always once the table is backfilled; while it is backfilling, only for
-// rows the backfill has already read, since a later chunk reads the others
-// as they are then. A table without a key cannot tell, so its changes are
-// all emitted.
-func (b *binding) emits(key []byte) bool {
-	return b.state.Mode == ModeActive || len(b.KeyColumns) == 0 ||
-		(b.state.Scanned != nil && bytes.Compare(key, b.state.Scanned) <= 0)
-}
-
+// capture is one capture session. Its methods are spread over files named
+// for their part: backfill.go scans chunks and fences them, stream.go applies
+// the change stream, checkpoint.go emits checkpoints and takes acks.
 type capture struct {
 	db   Database
 	out  Output
@@ -208,6 +160,9 @@ func (c *capture) reconcile(bindings []Binding, state State) error {
 	return nil
 }
 
+// run is the capture's loop: it reports every binding's schema and takes a
+// first checkpoint, recording new and removed bindings, then backfills one
+// chunk at a time while a table needs it, and otherwise streams changes.
 func (c *capture) run(ctx context.Context) error {
 	stream, err := c.db.StartReplication(ctx, c.cursor)
 	if err != nil {
@@ -245,179 +200,6 @@ func (c *capture) run(ctx context.Context) error {
 	}
 }
 
-// nextBackfill picks the binding whose backfill proceeds next: bindings are
-// backfilled one at a time, in order.
-func (c *capture) nextBackfill() *binding {
-	for _, b := range c.bindings {
-		if b.state.Mode == ModeBackfill {
-			return b
-		}
-	}
-	return nil
-}
-
-// backfillChunk emits the next chunk of b's rows and then drains the change
-// stream up to a freshly written watermark, emitting the concurrent changes
-// of rows at or below the new scan position after the chunk, so that the
-// checkpoint that follows holds each row's state as of the watermark.
-func (c *capture) backfillChunk(ctx context.Context, b *binding) error {
-	if c.pendingCommit {
-		if err := c.checkpoint(); err != nil {
-			return err
-		}
-	}
-	n := 0
-	next, done, err := c.db.ScanChunk(ctx, b.Stream, b.state.Scanned, b.state.Backfilled, c.opts.ChunkSize, func(r Row) error {
-		n++
-		c.docs++
-		return c.out.Captured(b.Index, r.Doc)
-	})
-	if err != nil {
-		return fmt.Errorf("backfilling table %s: %w", b.Stream, err)
-	}
-	b.state.Backfilled += int64(n)
-	if done {
-		// The last chunk read everything beyond the old position, so from
-		// now on every change of the table is emitted, including those
-		// racing this chunk up to the fence.
-		b.state.Mode = ModeActive
-		b.state.Scanned = nil
-		c.log.WithFields(logrus.Fields{"table": b.Stream.String(), "rows": b.state.Backfilled}).Info("backfill complete")
-	} else {
-		b.state.Scanned = slices.Clone(next)
-		c.log.WithFields(logrus.Fields{"table": b.Stream.String(), "rows": b.state.Backfilled}).Debug("backfill chunk")
-	}
-	c.dirty[b.StateKey] = true
-
-	id, err := newFenceID()
-	if err != nil {
-		return err
-	}
-	if err := c.db.WriteWatermark(ctx, id); err != nil {
-		return fmt.Errorf("writing the watermark fence for table %s: %w", b.Stream, err)
-	}
-	if err := c.streamEvents(ctx, id); err != nil {
-		return err
-	}
-	return c.checkpoint()
-}
-
-// streamEvents processes the change stream. With an empty fence it runs
-// until ctx ends, taking a checkpoint after commits; otherwise it returns
-// once the watermark fence has been committed, taking no checkpoint.
-func (c *capture) streamEvents(ctx context.Context, fence string) error {
-	events := c.stream.Events()
-	var timeout <-chan time.Time
-	var timer *time.Timer
-	if fence != "" {
-		timer = time.NewTimer(c.opts.FenceTimeout)
-		defer timer.Stop()
-		timeout = timer.C
-	}
-	for {
-		for c.batch != nil && c.next < len(c.batch.Events) {
-			ev := c.batch.Events[c.next]
-			c.next++
-			reached, err := c.handle(ctx, ev, fence)
-			if err != nil {
-				return err
-			}
-			if reached {
-				return nil
-			}
-		}
-		if c.batch != nil {
-			c.stream.Release(c.batch)
-			c.batch = nil
-		}
-		if fence == "" && c.pendingCommit && !c.inTxn && len(events) == 0 {
-			if err := c.checkpoint(); err != nil {
-				return err
-			}
-		}
-		select {
-		case b, ok := <-events:
-			if !ok {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				if err := c.stream.Err(); err != nil {
-					return err
-				}
-				return ErrStreamEnded
-			}
-			c.batch, c.next = b, 0
-			if timer != nil {
-				// The stream is moving towards the fence: a huge transaction
-				// ahead of it may take long, but is no reason to give up.
-				timer.Reset(c.opts.FenceTimeout)
-			}
-		case <-c.acks.ready:
-			if err := c.acknowledge(ctx, c.acks.take()); err != nil {
-				return err
-			}
-		case <-timeout:
-			return fmt.Errorf("the watermark fence was not seen in the change stream, which delivered nothing for %s: check that the watermarks table is in the publication", c.opts.FenceTimeout)
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-// handle applies one event. It reports whether the event was the commit
-// that completed the awaited fence.
-func (c *capture) handle(ctx context.Context, ev Event, fence string) (reached bool, err error) {
-	switch e := ev.(type) {
-	case *Change:
-		if fence == "" && c.pendingCommit && c.docs >= c.opts.CoalesceDocs {
-			if err := c.checkpoint(); err != nil {
-				return false, err
-			}
-		}
-		c.inTxn = true
-		b := c.byStream[e.Stream]
-		if b == nil {
-			return false, nil
-		}
-		if b.emits(e.Key) {
-			c.docs++
-			if err := c.out.Captured(b.Index, e.Doc); err != nil {
-				return false, err
-			}
-		}
-	case *Watermark:
-		if fence != "" && e.ID == fence {
-			c.fenceSeen = true
-		}
-	case *Commit:
-		c.inTxn = false
-		c.cursor = e.Cursor
-		c.pendingCommit = true
-		if c.fenceSeen {
-			c.fenceSeen = false
-			return true, nil
-		}
-		return false, nil
-	case *Keepalive:
-		if !c.inTxn && e.Cursor != c.cursor {
-			c.cursor = e.Cursor
-			c.pendingCommit = true
-		}
-	case *SchemaChange:
-		if b := c.byStream[e.Stream]; b != nil {
-			c.log.WithField("table", e.Stream.String()).Info("the table's columns changed; reporting its new schema")
-			if err := c.describe(ctx, b); err != nil {
-				return false, err
-			}
-		}
-	case *Notice:
-		c.log.WithField("table", e.Stream.String()).Warn(e.Message)
-	default:
-		return false, fmt.Errorf("unexpected change stream event %T", ev)
-	}
-	return false, nil
-}
-
 // describe emits the binding's current schema.
 func (c *capture) describe(ctx context.Context, b *binding) error {
 	schema, err := c.db.DescribeStream(ctx, b.Stream)
@@ -425,68 +207,6 @@ func (c *capture) describe(ctx context.Context, b *binding) error {
 		return fmt.Errorf("describing table %s: %w", b.Stream, err)
 	}
 	return c.out.SourcedSchema(b.Index, schema)
-}
-
-type checkpointPatch struct {
-	Cursor  string                  `json:"cursor,omitempty"`
-	Streams map[string]*StreamState `json:"streams,omitempty"`
-}
-
-// checkpoint commits every document emitted so far, recording the stream
-// cursor and the state of every binding that changed.
-func (c *capture) checkpoint() error {
-	patch := checkpointPatch{Cursor: c.cursor}
-	if len(c.dirty) > 0 || len(c.removed) > 0 {
-		patch.Streams = make(map[string]*StreamState, len(c.dirty)+len(c.removed))
-		for _, b := range c.bindings {
-			if c.dirty[b.StateKey] {
-				st := b.state
-				patch.Streams[b.StateKey] = &st
-			}
-		}
-		for _, key := range c.removed {
-			patch.Streams[key] = nil
-		}
-	}
-	raw, err := json.Marshal(patch)
-	if err != nil {
-		return fmt.Errorf("encoding checkpoint: %w", err)
-	}
-	if err := c.out.Checkpoint(raw); err != nil {
-		return err
-	}
-	c.unacked = append(c.unacked, c.cursor)
-	clear(c.dirty)
-	c.removed = nil
-	c.pendingCommit = false
-	c.docs = 0
-	return nil
-}
-
-// acknowledge releases the change stream up to the newest of the n oldest
-// unacknowledged checkpoints.
-func (c *capture) acknowledge(ctx context.Context, n int) error {
-	if n == 0 {
-		return nil
-	}
-	if n > len(c.unacked) {
-		return fmt.Errorf("the runtime acknowledged %d checkpoints but only %d were outstanding", n, len(c.unacked))
-	}
-	cursor := c.unacked[n-1]
-	c.unacked = slices.Delete(c.unacked, 0, n)
-	if cursor == "" || cursor == c.acked {
-		return nil
-	}
-	c.acked = cursor
-	return c.stream.Acknowledge(ctx, cursor)
-}
-
-func newFenceID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("generating a watermark id: %w", err)
-	}
-	return hex.EncodeToString(b[:]), nil
 }
 
 // IsCancellation reports whether err only says that the capture was asked to stop.

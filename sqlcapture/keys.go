@@ -13,9 +13,10 @@ import (
 // these encodings define (for text: byte order, i.e. COLLATE "C").
 //
 // Each element starts with a tag byte; variable-length elements are escaped
-// and terminated so that no encoding is a prefix of a different one.
+// and terminated so that no encoding is a prefix of a different one. There is
+// no NULL: key columns are a primary key's or a unique index's on NOT NULL
+// columns.
 const (
-	tagNull    = 0x00
 	tagBytes   = 0x01
 	tagString  = 0x02
 	tagInt     = 0x14
@@ -29,9 +30,6 @@ const (
 // ("-12.5", "NaN", "Infinity", "-Infinity"). It orders numerically, with NaN
 // above every number, as PostgreSQL orders numeric.
 type Decimal string
-
-// AppendKeyNull appends a SQL NULL, which orders before every other value.
-func AppendKeyNull(b []byte) []byte { return append(b, tagNull) }
 
 // AppendKeyInt appends an integer.
 func AppendKeyInt(b []byte, v int64) []byte {
@@ -184,7 +182,7 @@ func parseDecimal(text string) (neg bool, digits []byte, exp int32, err error) {
 	return neg, []byte(sig), int32(e), nil
 }
 
-// DecodeKey splits an encoded key back into its elements: nil, bool, int64,
+// DecodeKey splits an encoded key back into its elements: bool, int64,
 // float64, string, []byte or Decimal.
 func DecodeKey(key []byte) ([]any, error) {
 	var out []any
@@ -192,8 +190,6 @@ func DecodeKey(key []byte) ([]any, error) {
 		tag := key[0]
 		key = key[1:]
 		switch tag {
-		case tagNull:
-			out = append(out, nil)
 		case tagFalse, tagTrue:
 			out = append(out, tag == tagTrue)
 		case tagInt:
