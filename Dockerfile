@@ -19,8 +19,11 @@ RUN --mount=type=cache,target=/root/.cache/go-build \
 
 FROM ${BASE_IMAGE}
 COPY --from=build /out/source-postgres /usr/local/bin/source-postgres
-# The Flow runtime reads these labels to choose how to talk to the
-# connector; the connector reads the environment, so both say proto.
+# The runtime takes the image for a capture by FLOW_RUNTIME_PROTOCOL, and
+# flow-connector-init, which it runs in the container, picks the codec by
+# FLOW_RUNTIME_CODEC (the label, else the environment); the connector reads
+# the environment, so both say proto. Estuary's own images also carry
+# CONNECTOR_PROTOCOL=flow-capture.
 LABEL CONNECTOR_PROTOCOL=flow-capture \
       FLOW_RUNTIME_PROTOCOL=capture \
       FLOW_RUNTIME_CODEC=proto
