@@ -70,7 +70,7 @@ func (pm *podman) output(t *testing.T, timeout time.Duration, args ...string) []
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("podman %s: %v\n%s%s", strings.Join(args, " "), err, tailLines(stderr.String()+string(out), 30), podmanHint(stderr.String()))
+		t.Fatalf("podman %s: %v\n%s\n%s%s", strings.Join(args, " "), err, tailLines(string(out), 20), tailLines(stderr.String(), 20), podmanHint(stderr.String()))
 	}
 	return out
 }
