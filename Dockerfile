@@ -1,17 +1,29 @@
 # Builds the connector image: docker build -t source-postgres:dev .
-FROM golang:1.26-bookworm AS build
+#
+# The base images are build arguments so that a build without access to
+# their registries can substitute its own: the image test
+# (source-postgres/image_test.go) builds local stand-ins.
+ARG GO_IMAGE=golang:1.26-bookworm
+ARG BASE_IMAGE=gcr.io/distroless/static-debian12:nonroot
+
+FROM ${GO_IMAGE} AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 # CGO_ENABLED=0 makes a static binary, which the base image below needs: it
-# has no C library.
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/source-postgres ./source-postgres
+# has no C library. The cache mount keeps compiled packages between builds,
+# so a rebuild compiles only what changed.
+RUN --mount=type=cache,target=/root/.cache/go-build \
+    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/source-postgres ./source-postgres
 
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM ${BASE_IMAGE}
 COPY --from=build /out/source-postgres /usr/local/bin/source-postgres
-# The Flow runtime reads these labels to choose how to talk to the
-# connector; the connector reads the environment, so both say proto.
+# The runtime takes the image for a capture by FLOW_RUNTIME_PROTOCOL, and
+# flow-connector-init, which it runs in the container, picks the codec by
+# FLOW_RUNTIME_CODEC (the label, else the environment); the connector reads
+# the environment, so both say proto. Estuary's own images also carry
+# CONNECTOR_PROTOCOL=flow-capture.
 LABEL CONNECTOR_PROTOCOL=flow-capture \
       FLOW_RUNTIME_PROTOCOL=capture \
       FLOW_RUNTIME_CODEC=proto

@@ -108,13 +108,18 @@ func ModuleRoot() (string, error) {
 // JSON codec.
 type Connector struct {
 	Path string
+	// Args are the command's arguments. With Path "podman" and Args such as
+	// {"run", "-i", "--rm", "-e", "FLOW_RUNTIME_CODEC", "source-postgres:dev"}
+	// the connector runs in a container; it sees the variables of Env and
+	// the driver's FLOW_RUNTIME_CODEC only if Args pass them on (-e NAME).
+	Args []string
 	// Env is added to the test's environment, e.g. "LOG_LEVEL=debug". It can
 	// override FLOW_RUNTIME_CODEC=json, which the driver sets.
 	Env []string
 }
 
 func (c *Connector) command() *exec.Cmd {
-	cmd := exec.Command(c.Path)
+	cmd := exec.Command(c.Path, c.Args...)
 	env := append(os.Environ(), "FLOW_RUNTIME_CODEC=json")
 	cmd.Env = append(env, c.Env...) // later entries win
 	// Don't outlive a test binary that dies without cleaning up.
