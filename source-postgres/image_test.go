@@ -273,7 +273,7 @@ func TestImage(t *testing.T) {
 		}
 
 		bindings := []testsupport.Binding{{Namespace: "public", Stream: "users", Key: []string{"/id"}}}
-		key := testsupport.StateKey([]string{"public", "users"}, 0)
+		key := protocol.StateKey([]string{"public", "users"}, 0)
 		s := f.connector.Open(t, testsupport.OpenRequest(f.config(), bindings, nil), testsupport.SessionOptions{AutoAck: true})
 		s.WaitFor(t, time.Minute, "the backfill", func(s *testsupport.Session) bool {
 			return streamMode(t, s.State(), key) == "Active"
