@@ -9,7 +9,6 @@
 package config
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -19,8 +18,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"golang.org/x/crypto/ssh"
 
 	"pgcapture/sshtunnel"
 )
@@ -209,25 +206,20 @@ func (a *Advanced) validate() error {
 	return errors.Join(errs...)
 }
 
+// validate checks the tunnel settings with the tunnel's own parsers, so that
+// what passes here is what sshtunnel.Open accepts.
 func (f *SSHForwarding) validate() error {
 	var errs []error
 	if f.SSHEndpoint == "" {
 		errs = append(errs, errors.New(`"networkTunnel.sshForwarding.sshEndpoint" is required for an SSH tunnel: set it to ssh://user@host[:port]`))
 	} else if _, _, err := sshtunnel.ParseEndpoint(f.SSHEndpoint); err != nil {
-		// The tunnel's own parser, so that what passes here also opens there.
 		errs = append(errs, err)
 	}
-	if f.PrivateKey == "" {
-		errs = append(errs, errors.New(`"networkTunnel.sshForwarding.privateKey" is required for an SSH tunnel: paste the private key that authenticates the SSH user`))
-	} else if _, err := ssh.ParsePrivateKey([]byte(f.PrivateKey)); err != nil {
-		if _, ok := errors.AsType[*ssh.PassphraseMissingError](err); ok {
-			errs = append(errs, errors.New(`"networkTunnel.sshForwarding.privateKey" is protected by a passphrase: provide an unencrypted key`))
-		} else {
-			errs = append(errs, fmt.Errorf(`"networkTunnel.sshForwarding.privateKey" is not a valid SSH private key in PEM or OpenSSH format (%v)`, err))
-		}
+	if _, err := sshtunnel.ParsePrivateKey(f.PrivateKey); err != nil {
+		errs = append(errs, err)
 	}
-	if f.HostKey != "" && !isPublicKey(f.HostKey) {
-		errs = append(errs, errors.New(`"networkTunnel.sshForwarding.hostKey" is not a public key as written in known_hosts or authorized_keys, such as "ssh-ed25519 AAAA..."`))
+	if _, err := sshtunnel.ParseHostKeys(f.HostKey); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -400,21 +392,6 @@ func checkSlotName(name string) error {
 			name, maxIdentifierLength, DefaultSlotName)
 	}
 	return nil
-}
-
-// isPublicKey reports whether every non-blank line of keys is an SSH public
-// key in authorized_keys form ("ssh-ed25519 AAAA... comment"). A known_hosts
-// line ("host ssh-ed25519 AAAA...") also passes, its host name reading as
-// authorized_keys options, which is how the tunnel parses it too.
-func isPublicKey(keys string) bool {
-	rest := []byte(keys)
-	for len(bytes.TrimSpace(rest)) > 0 {
-		var err error
-		if _, _, _, rest, err = ssh.ParseAuthorizedKey(rest); err != nil {
-			return false
-		}
-	}
-	return true
 }
 
 // parseCertPool parses one or more PEM certificates into a pool.
