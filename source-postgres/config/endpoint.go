@@ -349,6 +349,9 @@ func splitTableName(name string) (schema, table string, err error) {
 		return "", "", fmt.Errorf("%q has spaces around the dot", name)
 	case schema == "" || table == "":
 		return "", "", fmt.Errorf("%q has an empty schema or table name", name)
+	case strings.IndexByte(name, 0) >= 0:
+		// PostgreSQL names cannot hold one, and quoting would drop it.
+		return "", "", fmt.Errorf("%q contains a NUL character", name)
 	}
 	return schema, table, nil
 }

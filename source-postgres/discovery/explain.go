@@ -37,7 +37,7 @@ func WhyNotListed(ctx context.Context, conn *pgx.Conn, schema, name string, opts
 	case errors.Is(err, pgx.ErrNoRows):
 		return "does not exist: names are case-sensitive, and the binding must name the table exactly as the catalog does", nil
 	case err != nil:
-		return "", fmt.Errorf("looking up table %s: %w", QuoteIdent(schema)+"."+QuoteIdent(name), err)
+		return "", fmt.Errorf("looking up table %s: %w", pgx.Identifier{schema, name}.Sanitize(), err)
 	}
 	switch kind {
 	case "r", "p":
@@ -60,7 +60,7 @@ func WhyNotListed(ctx context.Context, conn *pgx.Conn, schema, name string, opts
 	if err != nil {
 		return "", err
 	}
-	pub := QuoteIdent(opts.Publication)
+	pub := pgx.Identifier{opts.Publication}.Sanitize()
 	switch {
 	case leaves && kind == "p":
 		return fmt.Sprintf("is a partitioned table, and publication %s publishes changes under the names of its leaf partitions "+

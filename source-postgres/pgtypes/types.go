@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -420,9 +419,9 @@ func (t *Type) SQLName() string {
 		return t.Typname
 	}
 	if t.Namespace == "" {
-		return quoteIdent(t.Typname)
+		return pgx.Identifier{t.Typname}.Sanitize()
 	}
-	return quoteIdent(t.Namespace) + "." + quoteIdent(t.Typname)
+	return pgx.Identifier{t.Namespace, t.Typname}.Sanitize()
 }
 
 func isSimpleIdent(s string) bool {
@@ -437,8 +436,4 @@ func isSimpleIdent(s string) bool {
 		}
 	}
 	return true
-}
-
-func quoteIdent(s string) string {
-	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }
