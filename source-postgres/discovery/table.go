@@ -6,6 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"pgcapture/source-postgres/document"
 	"pgcapture/source-postgres/pgtypes"
 )
 
@@ -57,8 +58,9 @@ type Column struct {
 	jsonType *pgtypes.Type
 }
 
-// MetaField is the document member that holds the capture's metadata.
-const MetaField = "_meta"
+// MetaField is document.MetaField, the document member that holds the
+// capture's metadata.
+const MetaField = document.MetaField
 
 // InDocuments reports whether documents carry the column. They leave out
 // generated columns, which pgoutput does not replicate (before PostgreSQL

@@ -166,11 +166,7 @@ func (t *Type) AppendKey(dst, text []byte) ([]byte, error) {
 			return sqlcapture.AppendKeyBool(dst, false), nil
 		}
 	case keyFloat:
-		bitSize := 64
-		if base.OID == pgtype.Float4OID {
-			bitSize = 32
-		}
-		if v, err := strconv.ParseFloat(string(text), bitSize); err == nil {
+		if v, err := strconv.ParseFloat(string(text), floatBits(base)); err == nil {
 			return sqlcapture.AppendKeyFloat(dst, v), nil
 		}
 	case keyDecimal:
@@ -179,9 +175,9 @@ func (t *Type) AppendKey(dst, text []byte) ([]byte, error) {
 			return out, nil
 		}
 	case keyBytea:
-		if len(text) >= 2 && text[0] == '\\' && text[1] == 'x' {
+		if digits, ok := byteaHex(text); ok {
 			var buf [64]byte
-			raw, err := hex.AppendDecode(buf[:0], text[2:])
+			raw, err := hex.AppendDecode(buf[:0], digits)
 			if err == nil {
 				return sqlcapture.AppendKeyBytes(dst, raw), nil
 			}
@@ -233,11 +229,7 @@ func (t *Type) KeyParam(elem any) (string, error) {
 		}
 	case keyFloat:
 		if v, ok := elem.(float64); ok {
-			bitSize := 64
-			if base.OID == pgtype.Float4OID {
-				bitSize = 32
-			}
-			return formatFloat(v, bitSize), nil
+			return formatFloat(v, floatBits(base)), nil
 		}
 	case keyDecimal:
 		if v, ok := elem.(sqlcapture.Decimal); ok {
@@ -297,6 +289,15 @@ func parseInt(s []byte) (int64, bool) {
 		return int64(u), true
 	}
 	return 0, false
+}
+
+// floatBits returns the precision of a float4 or float8 type, for parsing
+// and printing its values exactly.
+func floatBits(base *Type) int {
+	if base.OID == pgtype.Float4OID {
+		return 32
+	}
+	return 64
 }
 
 func formatFloat(v float64, bitSize int) string {

@@ -10,7 +10,7 @@ import (
 // null). It returns a new map on every call, which the caller may modify.
 func (t *Type) Schema() map[string]any {
 	if t.asText {
-		if oid := t.resolve().OID; oid == pgtype.Float4OID || oid == pgtype.Float8OID {
+		if t.keyKind() == keyFloat {
 			return map[string]any{"type": "string", "format": "number"}
 		}
 		return map[string]any{"type": "string"}
