@@ -40,7 +40,8 @@ const (
 	DefaultPort              = 5432
 )
 
-// sslModes are the accepted values of advanced.sslmode, with libpq's meanings.
+// sslModes are the accepted values of advanced.sslmode, with libpq's meanings,
+// and the choices its JSON schema offers.
 var sslModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
 
 // Endpoint is the configuration of the capture's connection to PostgreSQL.
@@ -63,7 +64,7 @@ type Advanced struct {
 	SlotName          string `json:"slotName" jsonschema:"title=Slot Name" jsonschema_description:"The PostgreSQL replication slot to replicate from. Every capture from the same database needs its own slot."`
 	WatermarksTable   string `json:"watermarksTable" jsonschema:"title=Watermarks Table" jsonschema_description:"The schema-qualified table to which watermarks are written during backfills, such as public.flow_watermarks."`
 	SkipBackfills     string `json:"skip_backfills" jsonschema:"title=Skip Backfills" jsonschema_description:"A comma-separated list of schema-qualified tables, such as public.orders, whose existing rows are not backfilled: only changes made after the capture starts are captured from them."`
-	SSLMode           string `json:"sslmode" jsonschema:"title=SSL Mode,enum=disable,enum=allow,enum=prefer,enum=require,enum=verify-ca,enum=verify-full" jsonschema_description:"How to use TLS, with libpq's meanings. disable: never. allow: only if the server insists. prefer: if the server supports it. require: always, verifying the server's certificate against the SSL CA Certificate only if one is given. verify-ca: always, and the server's certificate must be signed by a trusted CA. verify-full: as verify-ca, and the certificate must also name the host in Server Address."`
+	SSLMode           string `json:"sslmode" jsonschema:"title=SSL Mode" jsonschema_description:"How to use TLS, with libpq's meanings. disable: never. allow: only if the server insists. prefer: if the server supports it. require: always, verifying the server's certificate against the SSL CA Certificate only if one is given. verify-ca: always, and the server's certificate must be signed by a trusted CA. verify-full: as verify-ca, and the certificate must also name the host in Server Address."`
 	SSLCA             string `json:"ssl_ca" jsonschema:"title=SSL CA Certificate" jsonschema_description:"PEM-encoded certificate(s) of the certificate authority that issued the server's certificate. When empty, verify-ca and verify-full trust the system's certificate authorities." jsonschema_extras:"multiline=true"`
 	SSLCert           string `json:"ssl_cert" jsonschema:"title=SSL Client Certificate" jsonschema_description:"PEM-encoded client certificate, for servers that authenticate clients by certificate. Requires SSL Client Key." jsonschema_extras:"multiline=true"`
 	SSLKey            string `json:"ssl_key" jsonschema:"title=SSL Client Key" jsonschema_description:"PEM-encoded, unencrypted private key of the SSL Client Certificate." jsonschema_extras:"secret=true,multiline=true"`
