@@ -45,7 +45,7 @@ func TestOpenRejectsBadConfig(t *testing.T) {
 		problem string
 	}{
 		{"bad endpoint", func(c *sshtunnel.Config) { c.Endpoint = "bastion:22" }, "networkTunnel.sshForwarding.sshEndpoint"},
-		{"empty key", func(c *sshtunnel.Config) { c.PrivateKey = " \n" }, "privateKey is empty"},
+		{"empty key", func(c *sshtunnel.Config) { c.PrivateKey = " \n" }, `privateKey" is required`},
 		{"not PEM", func(c *sshtunnel.Config) { c.PrivateKey = "hello" }, "no BEGIN line was found"},
 		{"public key", func(c *sshtunnel.Config) { c.PrivateKey = otherPublic }, "looks like a public key"},
 		{"escaped newlines", func(c *sshtunnel.Config) { c.PrivateKey = strings.ReplaceAll(goodKey, "\n", `\n`) }, `literal \n`},
@@ -58,12 +58,12 @@ func TestOpenRejectsBadConfig(t *testing.T) {
 		}, "protected by a passphrase"},
 		{"corrupt body", func(c *sshtunnel.Config) {
 			c.PrivateKey = string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: []byte(secret)}))
-		}, `(a "RSA PRIVATE KEY" block)`},
+		}, `its "RSA PRIVATE KEY" block cannot be parsed`},
 		{"unknown block", func(c *sshtunnel.Config) {
 			c.PrivateKey = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte(secret)}))
 		}, `"BEGIN OPENSSH PRIVATE KEY"`},
 		{"DSA key", func(c *sshtunnel.Config) { c.PrivateKey = dsaKey(t) }, "DSA key"},
-		{"bad host key", func(c *sshtunnel.Config) { c.HostKey = "not a key" }, "parsing the pinned SSH host key"},
+		{"bad host key", func(c *sshtunnel.Config) { c.HostKey = "not a key" }, `hostKey" is not a public key`},
 		{"negative keepalive", func(c *sshtunnel.Config) { c.KeepaliveInterval = -time.Second }, "keepalive interval -1s is negative"},
 	}
 	for _, tt := range tests {

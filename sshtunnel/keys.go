@@ -21,16 +21,20 @@ const (
 		`holding an Ed25519, ECDSA or RSA key`
 )
 
-// parsePrivateKey parses the configured private key. Its errors describe the
-// problem without quoting any of the key.
-func parsePrivateKey(text string) (ssh.Signer, error) {
+// ParsePrivateKey parses the private key that authenticates the SSH user, as
+// Open does. Configuration validation calls it too, so that a key passes
+// validation exactly when the tunnel can use it. Its errors name the
+// configuration field (networkTunnel.sshForwarding.privateKey), say how to
+// fix the key, and never quote any of it.
+func ParsePrivateKey(text string) (ssh.Signer, error) {
 	text = strings.TrimSpace(text)
 	if text == "" {
-		return nil, fmt.Errorf("ssh tunnel: %s is empty; expected %s", privateKeyField, acceptedFormats)
+		return nil, fmt.Errorf("%q is required for an SSH tunnel: paste the private key that authenticates the SSH user, %s",
+			privateKeyField, acceptedFormats)
 	}
 	block, _ := pem.Decode([]byte(text))
 	if block == nil {
-		return nil, fmt.Errorf("ssh tunnel: %s is not PEM-encoded: %s; expected %s, "+
+		return nil, fmt.Errorf("%q is not a valid SSH private key in PEM or OpenSSH format: %s; paste %s, "+
 			"including its BEGIN and END lines and its line breaks", privateKeyField, describeNonPEM(text), acceptedFormats)
 	}
 	if block.Type == "ENCRYPTED PRIVATE KEY" {
@@ -41,10 +45,12 @@ func parsePrivateKey(text string) (ssh.Signer, error) {
 		if _, ok := errors.AsType[*ssh.PassphraseMissingError](err); ok {
 			return nil, passphraseError()
 		}
-		return nil, fmt.Errorf("ssh tunnel: parsing %s (a %q block): %w; expected %s", privateKeyField, block.Type, err, acceptedFormats)
+		return nil, fmt.Errorf("%q is not a valid SSH private key in PEM or OpenSSH format: its %q block cannot be parsed (%w); paste %s",
+			privateKeyField, block.Type, err, acceptedFormats)
 	}
 	if signer.PublicKey().Type() == ssh.InsecureKeyAlgoDSA {
-		return nil, fmt.Errorf("ssh tunnel: %s is a DSA key, which current SSH servers refuse; use an Ed25519, ECDSA or RSA key", privateKeyField)
+		return nil, fmt.Errorf("%q is a DSA key, which current SSH servers refuse: generate an Ed25519 key "+
+			"(ssh-keygen -t ed25519), authorize it on the SSH server and paste its private key", privateKeyField)
 	}
 	return signer, nil
 }
@@ -66,27 +72,27 @@ func describeNonPEM(text string) string {
 }
 
 func passphraseError() error {
-	return fmt.Errorf("ssh tunnel: %s is protected by a passphrase, which is not supported; "+
-		`remove the passphrase with ssh-keygen -p -N "" -f <key file> and use the result`, privateKeyField)
+	return fmt.Errorf("%q is protected by a passphrase, which is not supported: "+
+		`remove the passphrase with ssh-keygen -p -N "" -f <key file> and paste the result`, privateKeyField)
 }
 
-// parseHostKeys parses one or more public keys in authorized_keys format, one
-// per line; ssh-keyscan output also works, as its host name field reads as
-// authorized_keys options.
-func parseHostKeys(text string) ([]ssh.PublicKey, error) {
+// ParseHostKeys parses the pinned host keys of the SSH server, as Open does;
+// configuration validation calls it too. The text holds one or more public
+// keys in authorized_keys format, one per line; ssh-keyscan and known_hosts
+// lines also work, their host name field reading as authorized_keys
+// options. Blank text pins no key, and returns none.
+func ParseHostKeys(text string) ([]ssh.PublicKey, error) {
 	var keys []ssh.PublicKey
 	rest := []byte(text)
 	for len(bytes.TrimSpace(rest)) > 0 {
 		key, _, _, next, err := ssh.ParseAuthorizedKey(rest)
 		if err != nil {
-			return nil, fmt.Errorf("ssh tunnel: parsing the pinned SSH host key: %w; expected a public key in "+
-				"authorized_keys format, e.g. the contents of /etc/ssh/ssh_host_ed25519_key.pub on the SSH server", err)
+			return nil, fmt.Errorf("%q is not a public key as written in known_hosts or authorized_keys (%w): "+
+				`paste the SSH server's host key, such as "ssh-ed25519 AAAA...", `+
+				"the contents of /etc/ssh/ssh_host_ed25519_key.pub on the server, or leave it empty", hostKeyField, err)
 		}
 		keys = append(keys, key)
 		rest = next
-	}
-	if len(keys) == 0 {
-		return nil, errors.New("ssh tunnel: the pinned SSH host key holds no key")
 	}
 	return keys, nil
 }

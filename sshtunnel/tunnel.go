@@ -71,9 +71,9 @@ func Open(ctx context.Context, cfg Config) (*Tunnel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ssh tunnel: %w", err)
 	}
-	signer, err := parsePrivateKey(cfg.PrivateKey)
+	signer, err := ParsePrivateKey(cfg.PrivateKey)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("ssh tunnel: %w", err)
 	}
 	interval := cfg.KeepaliveInterval
 	switch {
@@ -86,10 +86,8 @@ func Open(ctx context.Context, cfg Config) (*Tunnel, error) {
 	if verifier.logger == nil {
 		verifier.logger = logrus.StandardLogger()
 	}
-	if strings.TrimSpace(cfg.HostKey) != "" {
-		if verifier.pinned, err = parseHostKeys(cfg.HostKey); err != nil {
-			return nil, err
-		}
+	if verifier.pinned, err = ParseHostKeys(cfg.HostKey); err != nil {
+		return nil, fmt.Errorf("ssh tunnel: %w", err)
 	}
 	clientConfig := &ssh.ClientConfig{
 		User:              user,

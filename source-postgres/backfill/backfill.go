@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/sirupsen/logrus"
 
@@ -59,7 +60,7 @@ func NewTable(t *discovery.Table, physical bool) (*Table, error) {
 			continue
 		}
 		bt.columns = append(bt.columns, column{name: document.FieldName(c.Name), typ: c.JSONType(), info: c})
-		selects = append(selects, discovery.QuoteIdent(c.Name))
+		selects = append(selects, pgx.Identifier{c.Name}.Sanitize())
 	}
 	head := "SELECT " + strings.Join(selects, ", ") + " FROM " + t.QuotedName()
 	if physical {

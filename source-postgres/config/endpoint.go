@@ -9,7 +9,6 @@
 package config
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -19,8 +18,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"golang.org/x/crypto/ssh"
 
 	"pgcapture/sshtunnel"
 )
@@ -43,7 +40,8 @@ const (
 	DefaultPort              = 5432
 )
 
-// sslModes are the accepted values of advanced.sslmode, with libpq's meanings.
+// sslModes are the accepted values of advanced.sslmode, with libpq's meanings,
+// and the choices its JSON schema offers.
 var sslModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
 
 // Endpoint is the configuration of the capture's connection to PostgreSQL.
@@ -66,7 +64,7 @@ type Advanced struct {
 	SlotName          string `json:"slotName" jsonschema:"title=Slot Name" jsonschema_description:"The PostgreSQL replication slot to replicate from. Every capture from the same database needs its own slot."`
 	WatermarksTable   string `json:"watermarksTable" jsonschema:"title=Watermarks Table" jsonschema_description:"The schema-qualified table to which watermarks are written during backfills, such as public.flow_watermarks."`
 	SkipBackfills     string `json:"skip_backfills" jsonschema:"title=Skip Backfills" jsonschema_description:"A comma-separated list of schema-qualified tables, such as public.orders, whose existing rows are not backfilled: only changes made after the capture starts are captured from them."`
-	SSLMode           string `json:"sslmode" jsonschema:"title=SSL Mode,enum=disable,enum=allow,enum=prefer,enum=require,enum=verify-ca,enum=verify-full" jsonschema_description:"How to use TLS, with libpq's meanings. disable: never. allow: only if the server insists. prefer: if the server supports it. require: always, verifying the server's certificate against the SSL CA Certificate only if one is given. verify-ca: always, and the server's certificate must be signed by a trusted CA. verify-full: as verify-ca, and the certificate must also name the host in Server Address."`
+	SSLMode           string `json:"sslmode" jsonschema:"title=SSL Mode" jsonschema_description:"How to use TLS, with libpq's meanings. disable: never. allow: only if the server insists. prefer: if the server supports it. require: always, verifying the server's certificate against the SSL CA Certificate only if one is given. verify-ca: always, and the server's certificate must be signed by a trusted CA. verify-full: as verify-ca, and the certificate must also name the host in Server Address."`
 	SSLCA             string `json:"ssl_ca" jsonschema:"title=SSL CA Certificate" jsonschema_description:"PEM-encoded certificate(s) of the certificate authority that issued the server's certificate. When empty, verify-ca and verify-full trust the system's certificate authorities." jsonschema_extras:"multiline=true"`
 	SSLCert           string `json:"ssl_cert" jsonschema:"title=SSL Client Certificate" jsonschema_description:"PEM-encoded client certificate, for servers that authenticate clients by certificate. Requires SSL Client Key." jsonschema_extras:"multiline=true"`
 	SSLKey            string `json:"ssl_key" jsonschema:"title=SSL Client Key" jsonschema_description:"PEM-encoded, unencrypted private key of the SSL Client Certificate." jsonschema_extras:"secret=true,multiline=true"`
@@ -209,25 +207,20 @@ func (a *Advanced) validate() error {
 	return errors.Join(errs...)
 }
 
+// validate checks the tunnel settings with the tunnel's own parsers, so that
+// what passes here is what sshtunnel.Open accepts.
 func (f *SSHForwarding) validate() error {
 	var errs []error
 	if f.SSHEndpoint == "" {
 		errs = append(errs, errors.New(`"networkTunnel.sshForwarding.sshEndpoint" is required for an SSH tunnel: set it to ssh://user@host[:port]`))
 	} else if _, _, err := sshtunnel.ParseEndpoint(f.SSHEndpoint); err != nil {
-		// The tunnel's own parser, so that what passes here also opens there.
 		errs = append(errs, err)
 	}
-	if f.PrivateKey == "" {
-		errs = append(errs, errors.New(`"networkTunnel.sshForwarding.privateKey" is required for an SSH tunnel: paste the private key that authenticates the SSH user`))
-	} else if _, err := ssh.ParsePrivateKey([]byte(f.PrivateKey)); err != nil {
-		if _, ok := errors.AsType[*ssh.PassphraseMissingError](err); ok {
-			errs = append(errs, errors.New(`"networkTunnel.sshForwarding.privateKey" is protected by a passphrase: provide an unencrypted key`))
-		} else {
-			errs = append(errs, fmt.Errorf(`"networkTunnel.sshForwarding.privateKey" is not a valid SSH private key in PEM or OpenSSH format (%v)`, err))
-		}
+	if _, err := sshtunnel.ParsePrivateKey(f.PrivateKey); err != nil {
+		errs = append(errs, err)
 	}
-	if f.HostKey != "" && !isPublicKey(f.HostKey) {
-		errs = append(errs, errors.New(`"networkTunnel.sshForwarding.hostKey" is not a public key as written in known_hosts or authorized_keys, such as "ssh-ed25519 AAAA..."`))
+	if _, err := sshtunnel.ParseHostKeys(f.HostKey); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -357,6 +350,9 @@ func splitTableName(name string) (schema, table string, err error) {
 		return "", "", fmt.Errorf("%q has spaces around the dot", name)
 	case schema == "" || table == "":
 		return "", "", fmt.Errorf("%q has an empty schema or table name", name)
+	case strings.IndexByte(name, 0) >= 0:
+		// PostgreSQL names cannot hold one, and quoting would drop it.
+		return "", "", fmt.Errorf("%q contains a NUL character", name)
 	}
 	return schema, table, nil
 }
@@ -400,21 +396,6 @@ func checkSlotName(name string) error {
 			name, maxIdentifierLength, DefaultSlotName)
 	}
 	return nil
-}
-
-// isPublicKey reports whether every non-blank line of keys is an SSH public
-// key in authorized_keys form ("ssh-ed25519 AAAA... comment"). A known_hosts
-// line ("host ssh-ed25519 AAAA...") also passes, its host name reading as
-// authorized_keys options, which is how the tunnel parses it too.
-func isPublicKey(keys string) bool {
-	rest := []byte(keys)
-	for len(bytes.TrimSpace(rest)) > 0 {
-		var err error
-		if _, _, _, rest, err = ssh.ParseAuthorizedKey(rest); err != nil {
-			return false
-		}
-	}
-	return true
 }
 
 // parseCertPool parses one or more PEM certificates into a pool.

@@ -129,6 +129,8 @@ func TestParseErrors(t *testing.T) {
 			errors: []string{`"advanced.skip_backfills"`, `entry "b" has no schema`}},
 		{name: "empty skip_backfills table", path: "advanced.skip_backfills", value: "public.",
 			errors: []string{`"advanced.skip_backfills"`, `"public." has an empty schema or table name`}},
+		{name: "NUL in watermarks table", path: "advanced.watermarksTable", value: "public.flow\x00marks",
+			errors: []string{`"advanced.watermarksTable"`, "contains a NUL character"}},
 		{name: "bad slot name", path: "advanced.slotName", value: "Flow-Slot",
 			errors: []string{`"advanced.slotName" "Flow-Slot" is not a valid replication slot name`}},
 		{name: "long publication name", path: "advanced.publicationName", value: strings.Repeat("p", 64),

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -99,7 +100,7 @@ func explainServerError(pgErr *pgconn.PgError, e *Endpoint, address, mode string
 	case "42501": // insufficient_privilege
 		if strings.Contains(pgErr.Message, "permission denied for database") {
 			return fmt.Sprintf(`user %q may not connect to database %q because it lacks the CONNECT privilege: run GRANT CONNECT ON DATABASE %s TO %s`,
-				e.User, e.Database, quoteIdent(e.Database), quoteIdent(e.User))
+				e.User, e.Database, pgx.Identifier{e.Database}.Sanitize(), pgx.Identifier{e.User}.Sanitize())
 		}
 	case "53300": // too_many_connections
 		return fmt.Sprintf("the server at %s has no free connection slots: close idle sessions or raise max_connections", address)
@@ -124,9 +125,4 @@ func explainServerError(pgErr *pgconn.PgError, e *Endpoint, address, mode string
 func isNetTimeout(err error) bool {
 	netErr, ok := errors.AsType[net.Error](err)
 	return ok && netErr.Timeout()
-}
-
-// quoteIdent quotes a SQL identifier for a statement the user is told to run.
-func quoteIdent(name string) string {
-	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
 }

@@ -17,6 +17,7 @@ const (
 	ModeWithoutPrimaryKey = "Without Primary Key" // backfill in physical (ctid) order
 )
 
+// modes are the accepted values of mode, and the choices its JSON schema offers.
 var modes = []string{ModeAutomatic, ModeNormal, ModePrecise, ModeOnlyChanges, ModeWithoutPrimaryKey}
 
 // SyncModeIncremental is the only supported sync mode.
@@ -26,8 +27,8 @@ const SyncModeIncremental = "incremental"
 type Resource struct {
 	Namespace string `json:"namespace" jsonschema:"required,title=Schema" jsonschema_description:"The schema (namespace) of the table."`
 	Stream    string `json:"stream" jsonschema:"required,title=Table Name" jsonschema_description:"The name of the table."`
-	SyncMode  string `json:"syncMode,omitempty" jsonschema:"title=Sync Mode,enum=incremental" jsonschema_description:"How the table is captured. Always incremental."`
-	Mode      string `json:"mode,omitempty" jsonschema:"title=Backfill Mode,enum=,enum=Normal,enum=Precise,enum=Only Changes,enum=Without Primary Key" jsonschema_description:"How the table's existing rows are backfilled. Empty: chosen automatically. Normal: in key order, as the database orders keys. Precise: in key order, discarding replication events for keys not yet backfilled. Only Changes: no backfill, only changes are captured. Without Primary Key: in physical order, for tables without a usable key."`
+	SyncMode  string `json:"syncMode,omitempty" jsonschema:"title=Sync Mode" jsonschema_description:"How the table is captured. Always incremental."`
+	Mode      string `json:"mode,omitempty" jsonschema:"title=Backfill Mode" jsonschema_description:"How the table's existing rows are backfilled. Empty: chosen automatically. Normal: in key order, as the database orders keys. Precise: in key order, discarding replication events for keys not yet backfilled. Only Changes: no backfill, only changes are captured. Without Primary Key: in physical order, for tables without a usable key."`
 }
 
 // ParseResource decodes and validates a resource configuration. Unknown and

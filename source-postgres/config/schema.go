@@ -26,19 +26,36 @@ func (Endpoint) JSONSchemaExtend(s *jsonschema.Schema) {
 	setDefault(s, "user", DefaultUser)
 }
 
-// JSONSchemaExtend sets the defaults of the advanced options schema from the
-// same constants Parse applies.
+// JSONSchemaExtend sets the defaults and choices of the advanced options
+// schema from the same values Parse applies and Validate accepts.
 func (Advanced) JSONSchemaExtend(s *jsonschema.Schema) {
 	setDefault(s, "backfill_chunk_size", DefaultBackfillChunkSize)
 	setDefault(s, "publicationName", DefaultPublicationName)
 	setDefault(s, "slotName", DefaultSlotName)
 	setDefault(s, "watermarksTable", DefaultWatermarksTable)
 	setDefault(s, "sslmode", DefaultSSLMode)
+	setEnum(s, "sslmode", sslModes...)
+}
+
+// JSONSchemaExtend sets the choices of the resource schema from the same
+// values Validate accepts.
+func (Resource) JSONSchemaExtend(s *jsonschema.Schema) {
+	setEnum(s, "syncMode", SyncModeIncremental)
+	setEnum(s, "mode", modes...)
 }
 
 func setDefault(s *jsonschema.Schema, property string, value any) {
 	if p, ok := s.Properties.Get(property); ok {
 		p.Default = value
+	}
+}
+
+func setEnum(s *jsonschema.Schema, property string, values ...string) {
+	if p, ok := s.Properties.Get(property); ok {
+		p.Enum = nil
+		for _, v := range values {
+			p.Enum = append(p.Enum, v)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -77,32 +78,33 @@ func listsLeafPartitions(ctx context.Context, conn *pgx.Conn, publication string
 	return !viaRoot, nil
 }
 
-// tablesQuery lists the tables; $3 chooses leaf partitions over roots.
+// tablesQuery reads what Options.notListed decides on. It narrows to tables
+// and partitioned tables only because notListed lists nothing else.
 const tablesQuery = `
-SELECT c.oid, n.nspname, c.relname, c.relkind = 'p', c.relreplident::text
+SELECT c.oid, n.nspname, c.relname, c.relkind::text, c.relpersistence::text, c.relispartition, c.relreplident::text
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p')
-  AND c.relpersistence = 'p'
-  AND n.nspname <> 'information_schema'
-  AND n.nspname NOT LIKE 'pg\_%'
-  AND NOT (n.nspname = $1 AND c.relname = $2)
-  AND CASE WHEN $3::boolean THEN c.relkind = 'r' ELSE NOT c.relispartition END
 ORDER BY n.nspname, c.relname`
 
 func listTables(ctx context.Context, conn *pgx.Conn, opts Options, leaves bool) ([]*Table, error) {
-	rows, err := conn.Query(ctx, tablesQuery, opts.WatermarksSchema, opts.WatermarksTable, leaves)
+	rows, err := conn.Query(ctx, tablesQuery)
 	if err != nil {
 		return nil, fmt.Errorf("listing tables: %w", err)
 	}
 	var tables []*Table
 	for rows.Next() {
 		t := &Table{}
+		var rel relation
 		var identity string
-		if err := rows.Scan(&t.OID, &t.Schema, &t.Name, &t.Partitioned, &identity); err != nil {
+		if err := rows.Scan(&t.OID, &rel.schema, &rel.name, &rel.kind, &rel.persistence, &rel.partition, &identity); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("listing tables: %w", err)
 		}
+		if opts.notListed(&rel, leaves) != "" {
+			continue
+		}
+		t.Schema, t.Name, t.Partitioned = rel.schema, rel.name, rel.kind == "p"
 		if identity != "" {
 			t.ReplicaIdentity = identity[0]
 		}
@@ -112,6 +114,67 @@ func listTables(ctx context.Context, conn *pgx.Conn, opts Options, leaves bool) 
 		return nil, fmt.Errorf("listing tables: %w", err)
 	}
 	return tables, nil
+}
+
+// relation is what decides whether ListTables lists a relation.
+type relation struct {
+	schema, name string
+	kind         string // pg_class.relkind
+	persistence  string // pg_class.relpersistence
+	partition    bool   // pg_class.relispartition
+	// root is the quoted name of a partition's root, for messages only.
+	root string
+}
+
+// notListed returns why ListTables leaves out rel, or "" if it lists it.
+// leaves is what listsLeafPartitions reports of the publication. It is the
+// one statement of the listing rules: ListTables filters with it, and
+// WhyNotListed explains with it.
+func (o Options) notListed(rel *relation, leaves bool) string {
+	if reason := o.reservedName(rel.schema, rel.name); reason != "" {
+		return reason
+	}
+	switch rel.kind {
+	case "r", "p":
+	case "v":
+		return "is a view; only tables can be captured"
+	case "m":
+		return "is a materialized view; only tables can be captured"
+	case "f":
+		return "is a foreign table; only tables can be captured"
+	default:
+		return fmt.Sprintf("is not a table (relkind %q)", rel.kind)
+	}
+	switch rel.persistence {
+	case "u":
+		return "is unlogged: its changes are not written to the WAL, so they cannot be replicated; ALTER TABLE ... SET LOGGED to capture it"
+	case "t":
+		return "is a temporary table"
+	}
+	switch {
+	case leaves && rel.kind == "p":
+		pub := pgx.Identifier{o.Publication}.Sanitize()
+		return fmt.Sprintf("is a partitioned table, and publication %s publishes changes under the names of its leaf partitions "+
+			"(publish_via_partition_root = false): capture the partitions instead, or run ALTER PUBLICATION %s SET (publish_via_partition_root = true) "+
+			"and discover again", pub, pub)
+	case !leaves && rel.partition:
+		pub := pgx.Identifier{o.Publication}.Sanitize()
+		return fmt.Sprintf("is a partition of %s: the capture reads partitions through their root, under whose name "+
+			"publication %s (publish_via_partition_root = true) replicates their changes; capture %s instead", rel.root, pub, rel.root)
+	}
+	return ""
+}
+
+// reservedName returns why no relation of this name is listed, whatever it
+// is, or "".
+func (o Options) reservedName(schema, name string) string {
+	switch {
+	case schema == o.WatermarksSchema && name == o.WatermarksTable:
+		return "is the capture's watermarks table, which cannot be captured"
+	case schema == "information_schema" || strings.HasPrefix(schema, "pg_"):
+		return fmt.Sprintf("is in the system schema %q, which is not captured", schema)
+	}
+	return ""
 }
 
 // columnsQuery lists the columns of the tables $1. A column's collation

@@ -344,6 +344,9 @@ CREATE TABLE public.measurements (at float8 PRIMARY KEY, v int);
 func TestWhyNotListed(t *testing.T) {
 	conn, reg := newDatabase(t, discoverySetup)
 	opts := Options{Publication: "flow_publication", WatermarksSchema: "public", WatermarksTable: "flow_watermarks"}
+	if _, err := conn.Exec(t.Context(), "CREATE TEMPORARY TABLE a_temp (id int PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
 	for _, viaRoot := range []string{"true", "false"} {
 		if _, err := conn.Exec(t.Context(), "DROP PUBLICATION IF EXISTS flow_publication; "+
 			"CREATE PUBLICATION flow_publication FOR ALL TABLES WITH (publish_via_partition_root = "+viaRoot+")"); err != nil {
@@ -357,8 +360,9 @@ func TestWhyNotListed(t *testing.T) {
 		for _, tbl := range tables {
 			listed[tbl.Schema+"."+tbl.Name] = true
 		}
+		// System schemas included, and a temporary table in pg_temp_N.
 		rows, err := conn.Query(t.Context(), `SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-			WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema')`)
+			WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')`)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -390,6 +394,8 @@ func TestWhyNotListed(t *testing.T) {
 			"a_foreign_table": "is a foreign table",
 			"unlogged":        "is unlogged",
 			"flow_watermarks": "watermarks table",
+			"a_temp":          "is in the system schema \"pg_temp_",
+			"pg_class":        `is in the system schema "pg_catalog"`,
 			"events_2024_low": map[string]string{"true": `is a partition of public.events: `, "false": ""}[viaRoot],
 			"events_2024":     map[string]string{"true": `is a partition of public.events: `, "false": "ALTER PUBLICATION"}[viaRoot],
 			"events":          map[string]string{"true": "", "false": `is a partitioned table, and publication "flow_publication" publishes`}[viaRoot],

@@ -199,7 +199,7 @@ func checkKeyOrder(t *testing.T, conn *pgx.Conn, table *Table, wantRows int, wan
 	for i, name := range table.Key {
 		c := table.column(name)
 		keyCols = append(keyCols, c)
-		selects = append(selects, QuoteIdent(c.Name))
+		selects = append(selects, pgx.Identifier{c.Name}.Sanitize())
 		order = append(order, c.KeyOrderExpr())
 		params = append(params, c.KeyParamExpr(i+1))
 	}

@@ -4,6 +4,9 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/jackc/pgx/v5"
+
+	"pgcapture/source-postgres/document"
 	"pgcapture/source-postgres/pgtypes"
 )
 
@@ -55,8 +58,9 @@ type Column struct {
 	jsonType *pgtypes.Type
 }
 
-// MetaField is the document member that holds the capture's metadata.
-const MetaField = "_meta"
+// MetaField is document.MetaField, the document member that holds the
+// capture's metadata.
+const MetaField = document.MetaField
 
 // InDocuments reports whether documents carry the column. They leave out
 // generated columns, which pgoutput does not replicate (before PostgreSQL
@@ -81,7 +85,7 @@ func (c *Column) JSONType() *pgtypes.Type {
 // KeyOrderExpr returns the SQL expression by which backfill queries order
 // the column and compare it in a row comparison.
 func (c *Column) KeyOrderExpr() string {
-	return c.Type.KeyOrderExpr(QuoteIdent(c.Name), c.bytewiseCollation)
+	return c.Type.KeyOrderExpr(pgx.Identifier{c.Name}.Sanitize(), c.bytewiseCollation)
 }
 
 // KeyParamExpr returns the placeholder $n, cast to compare with
@@ -105,7 +109,7 @@ func (c *Column) KeyParam(elem any) (string, error) {
 
 // QuotedName returns the table's schema-qualified name quoted for SQL.
 func (t *Table) QuotedName() string {
-	return QuoteIdent(t.Schema) + "." + QuoteIdent(t.Name)
+	return pgx.Identifier{t.Schema, t.Name}.Sanitize()
 }
 
 // RecommendedName returns "schema/table" as a Flow collection name: case is
@@ -143,10 +147,12 @@ func escapePointer(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
 }
 
-// QuoteIdent quotes an identifier for SQL, doubling any double quotes.
-// Every identifier is quoted, so that case and reserved words are kept.
+// QuoteIdent quotes one identifier for SQL with pgx.Identifier.Sanitize,
+// the one quoting rule of the connector: every identifier is quoted, so that
+// case and reserved words are kept, and double quotes are doubled. Code that
+// imports pgx may call pgx.Identifier directly.
 func QuoteIdent(s string) string {
-	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+	return pgx.Identifier{s}.Sanitize()
 }
 
 // column returns the column with the given name.

@@ -3,25 +3,46 @@ package discovery
 import (
 	"slices"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 )
 
-func TestQuoteIdent(t *testing.T) {
-	for in, want := range map[string]string{
-		"users":     `"users"`,
-		"Users":     `"Users"`,
-		`we"ird`:    `"we""ird"`,
-		"select":    `"select"`,
-		"a b.c":     `"a b.c"`,
-		`""`:        `""""""`,
-		"données_ü": `"données_ü"`,
+// TestIdentifierQuoting pins the output of pgx.Identifier.Sanitize, the one
+// quoting rule of the connector, for the names it quotes: it must keep case,
+// reserved words, dots, spaces, quotes and non-ASCII letters as written.
+func TestIdentifierQuoting(t *testing.T) {
+	for _, tc := range []struct {
+		parts pgx.Identifier
+		want  string
+	}{
+		{pgx.Identifier{"users"}, `"users"`},
+		{pgx.Identifier{"Users"}, `"Users"`},
+		{pgx.Identifier{`we"ird`}, `"we""ird"`},
+		{pgx.Identifier{"select"}, `"select"`},
+		{pgx.Identifier{"a b.c"}, `"a b.c"`},
+		{pgx.Identifier{`""`}, `""""""`},
+		{pgx.Identifier{"données_ü"}, `"données_ü"`},
+		{pgx.Identifier{"日本"}, `"日本"`},
+		{pgx.Identifier{"My Schema", `t"1`}, `"My Schema"."t""1"`},
+		{pgx.Identifier{"public", "a.b"}, `"public"."a.b"`},
+		// PostgreSQL names cannot hold NUL, and config refuses it in the
+		// names it quotes, so pgx's dropping of NUL never applies.
+		{pgx.Identifier{"a\x00b"}, `"ab"`},
 	} {
-		if got := QuoteIdent(in); got != want {
-			t.Errorf("QuoteIdent(%q) = %s, want %s", in, got, want)
+		if got := tc.parts.Sanitize(); got != tc.want {
+			t.Errorf("pgx.Identifier%q.Sanitize() = %s, want %s", []string(tc.parts), got, tc.want)
 		}
-	}
-	tbl := &Table{Schema: "My Schema", Name: `t"1`}
-	if got, want := tbl.QuotedName(), `"My Schema"."t""1"`; got != want {
-		t.Errorf("QuotedName() = %s, want %s", got, want)
+		if len(tc.parts) == 1 {
+			if got := QuoteIdent(tc.parts[0]); got != tc.want {
+				t.Errorf("QuoteIdent(%q) = %s, want %s", tc.parts[0], got, tc.want)
+			}
+		}
+		if len(tc.parts) == 2 {
+			tbl := &Table{Schema: tc.parts[0], Name: tc.parts[1]}
+			if got := tbl.QuotedName(); got != tc.want {
+				t.Errorf("QuotedName() of %q = %s, want %s", []string(tc.parts), got, tc.want)
+			}
+		}
 	}
 }
 

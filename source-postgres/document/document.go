@@ -14,6 +14,10 @@ import (
 	"strconv"
 )
 
+// MetaField is the member of every document that holds the capture's
+// metadata. A column of that name is left out of documents.
+const MetaField = "_meta"
+
 // Table holds the pre-encoded parts of one table's documents.
 type Table struct {
 	// source is `"schema":"…","table":"…"`.
@@ -39,7 +43,7 @@ func FieldName(column string) []byte {
 // BeginBackfill starts a backfilled row's document. offset is the row's
 // position in its table's backfill.
 func (t *Table) BeginBackfill(dst []byte, offset int64) []byte {
-	dst = append(dst, `{"_meta":{"op":"c","source":{`...)
+	dst = append(dst, `{"`+MetaField+`":{"op":"c","source":{`...)
 	dst = append(dst, t.source...)
 	dst = append(dst, `,"loc":[-1,`...)
 	dst = strconv.AppendInt(dst, offset, 10)
@@ -62,7 +66,7 @@ type Source struct {
 // that a before image may follow (BeginBefore … EndBefore). Close _meta with
 // EndMeta before appending columns.
 func (t *Table) BeginChange(dst []byte, op byte, src *Source) []byte {
-	dst = append(dst, `{"_meta":{"op":"`...)
+	dst = append(dst, `{"`+MetaField+`":{"op":"`...)
 	dst = append(dst, op)
 	dst = append(dst, `","source":{`...)
 	dst = append(dst, t.source...)

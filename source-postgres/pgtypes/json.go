@@ -173,13 +173,22 @@ func digits(s []byte) int {
 	return len(s)
 }
 
+// byteaHex returns the hex digits of a bytea's text output in hex form
+// ("\x00ff"), which the bytea_output of SessionParams makes its only form.
+func byteaHex(text []byte) ([]byte, bool) {
+	if len(text) < 2 || text[0] != '\\' || text[1] != 'x' || len(text)%2 != 0 {
+		return nil, false
+	}
+	return text[2:], true
+}
+
 // appendBytea appends the bytes of a bytea in hex output form ("\x00ff") as
 // a base64 JSON string.
 func appendBytea(dst, text []byte) ([]byte, bool) {
-	if len(text) < 2 || text[0] != '\\' || text[1] != 'x' || len(text)%2 != 0 {
+	text, ok := byteaHex(text)
+	if !ok {
 		return dst, false
 	}
-	text = text[2:]
 	dst = append(dst, '"')
 	// Decode in chunks whose length is a multiple of 3, so that each encodes
 	// to base64 without padding and the chunks concatenate.

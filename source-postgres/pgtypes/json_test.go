@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // builtin makes a built-in type as LoadRegistry would, for tests that need
@@ -38,23 +40,23 @@ func domainOf(base *Type) *Type {
 }
 
 var (
-	boolType        = builtin(oidBool, "bool")
-	int8Type        = builtin(oidInt8, "int8")
-	int4Type        = builtin(oidInt4, "int4")
-	float8Type      = builtin(oidFloat8, "float8")
-	float4Type      = builtin(oidFloat4, "float4")
-	numericType     = builtin(oidNumeric, "numeric")
-	textType        = builtin(oidText, "text")
-	bpcharType      = builtin(oidBPChar, "bpchar")
-	byteaType       = builtin(oidBytea, "bytea")
-	uuidType        = builtin(oidUUID, "uuid")
-	jsonType        = builtin(oidJSON, "json")
-	jsonbType       = builtin(oidJSONB, "jsonb")
-	dateType        = builtin(oidDate, "date")
-	timeType        = builtin(oidTime, "time")
-	timetzType      = builtin(oidTimetz, "timetz")
-	timestampType   = builtin(oidTimestamp, "timestamp")
-	timestamptzType = builtin(oidTimestamptz, "timestamptz")
+	boolType        = builtin(pgtype.BoolOID, "bool")
+	int8Type        = builtin(pgtype.Int8OID, "int8")
+	int4Type        = builtin(pgtype.Int4OID, "int4")
+	float8Type      = builtin(pgtype.Float8OID, "float8")
+	float4Type      = builtin(pgtype.Float4OID, "float4")
+	numericType     = builtin(pgtype.NumericOID, "numeric")
+	textType        = builtin(pgtype.TextOID, "text")
+	bpcharType      = builtin(pgtype.BPCharOID, "bpchar")
+	byteaType       = builtin(pgtype.ByteaOID, "bytea")
+	uuidType        = builtin(pgtype.UUIDOID, "uuid")
+	jsonType        = builtin(pgtype.JSONOID, "json")
+	jsonbType       = builtin(pgtype.JSONBOID, "jsonb")
+	dateType        = builtin(pgtype.DateOID, "date")
+	timeType        = builtin(pgtype.TimeOID, "time")
+	timetzType      = builtin(pgtype.TimetzOID, "timetz")
+	timestampType   = builtin(pgtype.TimestampOID, "timestamp")
+	timestamptzType = builtin(pgtype.TimestamptzOID, "timestamptz")
 )
 
 func TestAppendJSON(t *testing.T) {
@@ -230,7 +232,7 @@ func TestAsKey(t *testing.T) {
 }
 
 func TestSchema(t *testing.T) {
-	varchar := builtin(oidVarchar, "varchar").withTypmod(24)
+	varchar := builtin(pgtype.VarcharOID, "varchar").withTypmod(24)
 	tests := []struct {
 		typ  *Type
 		want string

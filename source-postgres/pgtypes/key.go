@@ -7,6 +7,8 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/jackc/pgx/v5/pgtype"
+
 	"pgcapture/sqlcapture"
 )
 
@@ -70,27 +72,27 @@ func (t *Type) keyKind() keyKind {
 		return keyText
 	}
 	switch t.OID {
-	case oidInt2, oidInt4, oidInt8, oidOID:
+	case pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID, pgtype.OIDOID:
 		return keyInt
-	case oidBool:
+	case pgtype.BoolOID:
 		return keyBool
-	case oidFloat4, oidFloat8:
+	case pgtype.Float4OID, pgtype.Float8OID:
 		return keyFloat
-	case oidNumeric:
+	case pgtype.NumericOID:
 		return keyDecimal
-	case oidBytea:
+	case pgtype.ByteaOID:
 		return keyBytea
-	case oidUUID:
+	case pgtype.UUIDOID:
 		return keyUUID
-	case oidDate:
+	case pgtype.DateOID:
 		return keyDate
-	case oidTimestamp:
+	case pgtype.TimestampOID:
 		return keyTimestamp
-	case oidTimestamptz:
+	case pgtype.TimestamptzOID:
 		return keyTimestamptz
-	case oidTime:
+	case pgtype.TimeOID:
 		return keyTime
-	case oidText, oidVarchar, oidName, oidBPChar:
+	case pgtype.TextOID, pgtype.VarcharOID, pgtype.NameOID, pgtype.BPCharOID:
 		return keyString
 	}
 	return keyText
@@ -130,7 +132,7 @@ func (t *Type) KeyParamExpr(n int, collation string) string {
 			collation = `"C"`
 		}
 		switch base := t.resolve(); base.OID {
-		case oidBPChar, oidName:
+		case pgtype.BPCharOID, pgtype.NameOID:
 			// Compare as the column's own type: character(n) ignores
 			// trailing blanks, and its index is usable.
 			return p + "::" + base.SQLName() + " COLLATE " + collation
@@ -148,7 +150,7 @@ func (t *Type) AppendKey(dst, text []byte) ([]byte, error) {
 	case keyText:
 		return sqlcapture.AppendKeyString(dst, string(text)), nil
 	case keyString:
-		if base.OID == oidBPChar {
+		if base.OID == pgtype.BPCharOID {
 			text = bytes.TrimRight(text, " ")
 		}
 		return sqlcapture.AppendKeyString(dst, string(text)), nil
@@ -164,11 +166,7 @@ func (t *Type) AppendKey(dst, text []byte) ([]byte, error) {
 			return sqlcapture.AppendKeyBool(dst, false), nil
 		}
 	case keyFloat:
-		bitSize := 64
-		if base.OID == oidFloat4 {
-			bitSize = 32
-		}
-		if v, err := strconv.ParseFloat(string(text), bitSize); err == nil {
+		if v, err := strconv.ParseFloat(string(text), floatBits(base)); err == nil {
 			return sqlcapture.AppendKeyFloat(dst, v), nil
 		}
 	case keyDecimal:
@@ -177,9 +175,9 @@ func (t *Type) AppendKey(dst, text []byte) ([]byte, error) {
 			return out, nil
 		}
 	case keyBytea:
-		if len(text) >= 2 && text[0] == '\\' && text[1] == 'x' {
+		if digits, ok := byteaHex(text); ok {
 			var buf [64]byte
-			raw, err := hex.AppendDecode(buf[:0], text[2:])
+			raw, err := hex.AppendDecode(buf[:0], digits)
 			if err == nil {
 				return sqlcapture.AppendKeyBytes(dst, raw), nil
 			}
@@ -194,7 +192,7 @@ func (t *Type) AppendKey(dst, text []byte) ([]byte, error) {
 			return sqlcapture.AppendKeyInt(dst, v), nil
 		}
 	case keyTimestamp, keyTimestamptz:
-		if v, ok := timestampKey(text, base.OID == oidTimestamptz); ok {
+		if v, ok := timestampKey(text, base.OID == pgtype.TimestamptzOID); ok {
 			return sqlcapture.AppendKeyInt(dst, v), nil
 		}
 	case keyTime:
@@ -231,11 +229,7 @@ func (t *Type) KeyParam(elem any) (string, error) {
 		}
 	case keyFloat:
 		if v, ok := elem.(float64); ok {
-			bitSize := 64
-			if base.OID == oidFloat4 {
-				bitSize = 32
-			}
-			return formatFloat(v, bitSize), nil
+			return formatFloat(v, floatBits(base)), nil
 		}
 	case keyDecimal:
 		if v, ok := elem.(sqlcapture.Decimal); ok {
@@ -255,7 +249,7 @@ func (t *Type) KeyParam(elem any) (string, error) {
 		}
 	case keyTimestamp, keyTimestamptz:
 		if v, ok := elem.(int64); ok {
-			return formatTimestamp(v, base.OID == oidTimestamptz), nil
+			return formatTimestamp(v, base.OID == pgtype.TimestamptzOID), nil
 		}
 	case keyTime:
 		if v, ok := elem.(int64); ok && v >= 0 && v <= microsPerDay {
@@ -295,6 +289,15 @@ func parseInt(s []byte) (int64, bool) {
 		return int64(u), true
 	}
 	return 0, false
+}
+
+// floatBits returns the precision of a float4 or float8 type, for parsing
+// and printing its values exactly.
+func floatBits(base *Type) int {
+	if base.OID == pgtype.Float4OID {
+		return 32
+	}
+	return 64
 }
 
 func formatFloat(v float64, bitSize int) string {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgtype"
+
 	"pgcapture/sqlcapture"
 )
 
@@ -18,7 +20,7 @@ func TestKeyRoundTrip(t *testing.T) {
 	}{
 		{int8Type, "-9223372036854775808", "-9223372036854775808"},
 		{int8Type, "9223372036854775807", "9223372036854775807"},
-		{builtin(oidOID, "oid"), "4294967295", "4294967295"},
+		{builtin(pgtype.OIDOID, "oid"), "4294967295", "4294967295"},
 		{boolType, "t", "true"},
 		{float8Type, "-0", "0"},
 		{float8Type, "1.2345678901234568e+17", "1.2345678901234568e+17"},
@@ -50,7 +52,7 @@ func TestKeyRoundTrip(t *testing.T) {
 		{timeType, "13:14:15.000016", "13:14:15.000016"},
 		{textType, "a\x00b", "a\x00b"},
 		{bpcharType, "ab  ", "ab"},
-		{builtin(oidInterval, "interval"), "P1D", "P1D"},
+		{builtin(pgtype.IntervalOID, "interval"), "P1D", "P1D"},
 		{enumType("sad", "ok", "happy"), "ok", "ok"},
 		{domainOf(int4Type), "7", "7"},
 	}
@@ -180,9 +182,9 @@ func TestKeyExprs(t *testing.T) {
 		{domainOf(int4Type), "", `"id"`, "$1::int4"},
 		{textType, "", `"id" COLLATE "C"`, `$1::text COLLATE "C"`},
 		{textType, `pg_catalog."default"`, `"id"`, `$1::text COLLATE pg_catalog."default"`},
-		{builtin(oidVarchar, "varchar"), "", `"id" COLLATE "C"`, `$1::text COLLATE "C"`},
+		{builtin(pgtype.VarcharOID, "varchar"), "", `"id" COLLATE "C"`, `$1::text COLLATE "C"`},
 		{bpcharType, "", `"id" COLLATE "C"`, `$1::bpchar COLLATE "C"`},
-		{builtin(oidName, "name"), `pg_catalog."C"`, `"id"`, `$1::name COLLATE pg_catalog."C"`},
+		{builtin(pgtype.NameOID, "name"), `pg_catalog."C"`, `"id"`, `$1::name COLLATE pg_catalog."C"`},
 		{mood, "", `"id"`, `$1::"public"."mood"`},
 		{builtin(869, "inet"), `pg_catalog."C"`, `format('%s', "id") COLLATE "C"`, `$1::text COLLATE "C"`},
 		{timestamptzType, "", `"id"`, "$1::timestamptz"},

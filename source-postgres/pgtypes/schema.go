@@ -1,12 +1,16 @@
 package pgtypes
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/jackc/pgx/v5/pgtype"
+)
 
 // Schema returns the JSON Schema of the values AppendJSON emits for t (never
 // null). It returns a new map on every call, which the caller may modify.
 func (t *Type) Schema() map[string]any {
 	if t.asText {
-		if oid := t.resolve().OID; oid == oidFloat4 || oid == oidFloat8 {
+		if t.keyKind() == keyFloat {
 			return map[string]any{"type": "string", "format": "number"}
 		}
 		return map[string]any{"type": "string"}
@@ -41,23 +45,23 @@ func (t *Type) Schema() map[string]any {
 	}
 	s := map[string]any{"type": "string"}
 	switch t.OID {
-	case oidNumeric:
+	case pgtype.NumericOID:
 		s["format"] = "number"
-	case oidUUID:
+	case pgtype.UUIDOID:
 		s["format"] = "uuid"
-	case oidVarchar:
+	case pgtype.VarcharOID:
 		if t.Typmod >= 4 {
 			s["maxLength"] = int(t.Typmod - 4)
 		}
-	case oidBPChar:
+	case pgtype.BPCharOID:
 		if t.Typmod >= 4 {
 			s["minLength"], s["maxLength"] = int(t.Typmod-4), int(t.Typmod-4)
 		}
-	case oidBit:
+	case pgtype.BitOID:
 		if t.Typmod >= 0 {
 			s["minLength"], s["maxLength"] = int(t.Typmod), int(t.Typmod)
 		}
-	case oidVarbit:
+	case pgtype.VarbitOID:
 		if t.Typmod >= 0 {
 			s["maxLength"] = int(t.Typmod)
 		}

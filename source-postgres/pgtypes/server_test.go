@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"pgcapture/testsupport"
 )
@@ -101,14 +102,14 @@ func TestLoadRegistry(t *testing.T) {
 		t.Errorf(`SQLName of "Odd ""Type""" = %s`, odd.SQLName())
 	}
 	short := reg.Lookup(oid("short_text"), -1)
-	if short.Kind != KindDomain || short.Base.OID != oidVarchar || short.Base.Name != "character varying(10)" {
+	if short.Kind != KindDomain || short.Base.OID != pgtype.VarcharOID || short.Base.Name != "character varying(10)" {
 		t.Errorf("short_text = %+v, base %+v; want a domain over character varying(10)", short, short.Base)
 	}
 	tiny := reg.Lookup(oid("tiny_positive"), -1)
-	if tiny.Kind != KindDomain || tiny.Base.Name != "positive" || tiny.resolve().OID != oidInt8 {
+	if tiny.Kind != KindDomain || tiny.Base.Name != "positive" || tiny.resolve().OID != pgtype.Int8OID {
 		t.Errorf("tiny_positive does not resolve to bigint through positive")
 	}
-	if list := reg.Lookup(oid("float_list"), -1); list.resolve().Kind != KindArray || list.resolve().Elem.OID != oidFloat8 {
+	if list := reg.Lookup(oid("float_list"), -1); list.resolve().Kind != KindArray || list.resolve().Elem.OID != pgtype.Float8OID {
 		t.Errorf("float_list does not resolve to an array of float8")
 	}
 	for name, kind := range map[string]Kind{

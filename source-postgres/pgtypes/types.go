@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // SessionParams returns the run-time parameters every connection of the
@@ -101,55 +101,29 @@ const (
 	codecDomain
 )
 
-// OIDs of the built-in types the package treats specially. They are fixed
-// by PostgreSQL (pg_type.dat) and never change.
+// OIDs of the built-in types that pgx's pgtype does not name. Like all
+// built-in OIDs they are fixed by PostgreSQL (pg_type.dat) and never change.
 const (
-	oidBool        = 16
-	oidBytea       = 17
-	oidChar        = 18
-	oidName        = 19
-	oidInt8        = 20
-	oidInt2        = 21
-	oidInt2Vector  = 22
-	oidInt4        = 23
-	oidText        = 25
-	oidOID         = 26
-	oidOIDVector   = 30
-	oidJSON        = 114
-	oidFloat4      = 700
-	oidFloat8      = 701
-	oidMoney       = 790
-	oidBPChar      = 1042
-	oidVarchar     = 1043
-	oidDate        = 1082
-	oidTime        = 1083
-	oidTimestamp   = 1114
-	oidTimestamptz = 1184
-	oidInterval    = 1186
-	oidTimetz      = 1266
-	oidBit         = 1560
-	oidVarbit      = 1562
-	oidNumeric     = 1700
-	oidUUID        = 2950
-	oidJSONB       = 3802
+	oidInt2Vector = 22 // int2vector, as in pg_index.indkey
+	oidOIDVector  = 30 // oidvector, as in pg_proc.proargtypes
 )
 
 var builtinCodecs = map[uint32]codec{
-	oidBool:        codecBool,
-	oidBytea:       codecBytea,
-	oidInt8:        codecInt,
-	oidInt2:        codecInt,
-	oidInt4:        codecInt,
-	oidOID:         codecInt,
-	oidJSON:        codecJSON,
-	oidJSONB:       codecJSON,
-	oidFloat4:      codecFloat,
-	oidFloat8:      codecFloat,
-	oidDate:        codecDate,
-	oidTime:        codecTime,
-	oidTimetz:      codecTimetz,
-	oidTimestamp:   codecTimestamp,
-	oidTimestamptz: codecTimestamptz,
+	pgtype.BoolOID:        codecBool,
+	pgtype.ByteaOID:       codecBytea,
+	pgtype.Int8OID:        codecInt,
+	pgtype.Int2OID:        codecInt,
+	pgtype.Int4OID:        codecInt,
+	pgtype.OIDOID:         codecInt,
+	pgtype.JSONOID:        codecJSON,
+	pgtype.JSONBOID:       codecJSON,
+	pgtype.Float4OID:      codecFloat,
+	pgtype.Float8OID:      codecFloat,
+	pgtype.DateOID:        codecDate,
+	pgtype.TimeOID:        codecTime,
+	pgtype.TimetzOID:      codecTimetz,
+	pgtype.TimestampOID:   codecTimestamp,
+	pgtype.TimestamptzOID: codecTimestamptz,
 }
 
 // Registry holds the types of one database. It is read-only once loaded and
@@ -328,26 +302,26 @@ func formatTypmod(t *Type, typmod int32) string {
 	}
 	n := strconv.Itoa(int(typmod))
 	switch t.OID {
-	case oidBPChar:
+	case pgtype.BPCharOID:
 		return "character(" + strconv.Itoa(int(typmod-4)) + ")"
-	case oidVarchar:
+	case pgtype.VarcharOID:
 		return "character varying(" + strconv.Itoa(int(typmod-4)) + ")"
-	case oidBit:
+	case pgtype.BitOID:
 		return "bit(" + n + ")"
-	case oidVarbit:
+	case pgtype.VarbitOID:
 		return "bit varying(" + n + ")"
-	case oidNumeric:
+	case pgtype.NumericOID:
 		precision, scale := numericTypmod(typmod)
 		return "numeric(" + strconv.Itoa(precision) + "," + strconv.Itoa(scale) + ")"
-	case oidTime:
+	case pgtype.TimeOID:
 		return "time(" + n + ") without time zone"
-	case oidTimetz:
+	case pgtype.TimetzOID:
 		return "time(" + n + ") with time zone"
-	case oidTimestamp:
+	case pgtype.TimestampOID:
 		return "timestamp(" + n + ") without time zone"
-	case oidTimestamptz:
+	case pgtype.TimestamptzOID:
 		return "timestamp(" + n + ") with time zone"
-	case oidInterval:
+	case pgtype.IntervalOID:
 		return "interval" + intervalTypmod(typmod)
 	}
 	return t.Name
@@ -420,9 +394,9 @@ func (t *Type) SQLName() string {
 		return t.Typname
 	}
 	if t.Namespace == "" {
-		return quoteIdent(t.Typname)
+		return pgx.Identifier{t.Typname}.Sanitize()
 	}
-	return quoteIdent(t.Namespace) + "." + quoteIdent(t.Typname)
+	return pgx.Identifier{t.Namespace, t.Typname}.Sanitize()
 }
 
 func isSimpleIdent(s string) bool {
@@ -437,8 +411,4 @@ func isSimpleIdent(s string) bool {
 		}
 	}
 	return true
-}
-
-func quoteIdent(s string) string {
-	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }
