@@ -6,7 +6,6 @@ package replication
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -45,7 +44,7 @@ type Options struct {
 	IdleInterval time.Duration
 }
 
-// Stream is an open replication stream. It implements sqlcapture.ReplicationStream.
+// Stream is an open replication stream.
 type Stream struct {
 	conn *pgconn.PgConn
 	opts Options
@@ -76,6 +75,8 @@ type Stream struct {
 	idleAt         time.Time
 	idleLSN        uint64
 }
+
+var _ sqlcapture.ReplicationStream = (*Stream)(nil)
 
 // Start begins streaming from slot at startLSN (0: from the slot's confirmed
 // position). The connection must be a replication=database connection; the
@@ -163,7 +164,7 @@ func (s *Stream) Acknowledge(ctx context.Context, cursor string) error {
 			break
 		}
 	}
-	return s.sendStatus()
+	return s.sendStatus(ctx, false)
 }
 
 // Close reports the acknowledged position one last time and ends the stream
@@ -175,7 +176,7 @@ func (s *Stream) Close(ctx context.Context) error {
 		return s.conn.Close(ctx)
 	default:
 	}
-	err := s.sendStatus()
+	err := s.sendStatus(ctx, false)
 	if err == nil {
 		s.writeMu.Lock()
 		s.conn.Frontend().Send(&pgproto3.CopyDone{})
@@ -192,16 +193,14 @@ func (s *Stream) Close(ctx context.Context) error {
 	return err
 }
 
-func (s *Stream) sendStatus() error { return s.sendStatusUpdate(false) }
-
-// sendStatusUpdate reports the acknowledged position. Asking for a reply
-// makes the server answer with a keepalive carrying its position, which an
-// idle stream turns into a checkpoint.
-func (s *Stream) sendStatusUpdate(replyRequested bool) error {
+// sendStatus reports the acknowledged position. Asking for a reply makes
+// the server answer with a keepalive carrying its position, which an idle
+// stream turns into a checkpoint.
+func (s *Stream) sendStatus(ctx context.Context, replyRequested bool) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	lsn := pglogrepl.LSN(s.acked.Load())
-	err := pglogrepl.SendStandbyStatusUpdate(context.Background(), s.conn, pglogrepl.StandbyStatusUpdate{
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.conn, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: lsn,
 		WALFlushPosition: lsn,
 		WALApplyPosition: lsn,
@@ -226,7 +225,7 @@ func (s *Stream) reportStatus() {
 			if !s.idlePending.Swap(false) && time.Since(last) < s.opts.StatusInterval {
 				continue
 			}
-			if err := s.sendStatusUpdate(true); err != nil {
+			if err := s.sendStatus(context.Background(), true); err != nil {
 				s.log.WithError(err).Debug("periodic status update failed")
 			}
 			last = time.Now()
@@ -250,8 +249,6 @@ func (s *Stream) receive() {
 	close(s.exited)
 }
 
-var errClosed = errors.New("replication stream closed")
-
 func (s *Stream) receiveLoop() error {
 	for {
 		// A plain background context: a cancellable one makes every receive
@@ -273,13 +270,11 @@ func (s *Stream) receiveLoop() error {
 					return err
 				}
 				if pkm.ReplyRequested {
-					if err := s.sendStatus(); err != nil {
+					if err := s.sendStatus(context.Background(), false); err != nil {
 						return err
 					}
 				}
-				if err := s.idle(uint64(pkm.ServerWALEnd)); err != nil {
-					return err
-				}
+				s.idle(uint64(pkm.ServerWALEnd))
 			case pglogrepl.XLogDataByteID:
 				xld, err := pglogrepl.ParseXLogData(m.Data[1:])
 				if err != nil {
@@ -311,41 +306,41 @@ func (s *Stream) current() *sqlcapture.Batch {
 
 // send adds an event to the current batch and hands the batch to the
 // engine, so that what the event says (a commit, a position) is acted on
-// now; after Close events are dropped while the stream drains.
-func (s *Stream) send(ev sqlcapture.Event) error {
+// now.
+func (s *Stream) send(ev sqlcapture.Event) {
 	b := s.current()
 	b.Events = append(b.Events, ev)
-	return s.flush()
+	s.flush()
 }
 
-// flush hands the current batch to the engine.
-func (s *Stream) flush() error {
+// flush hands the current batch to the engine. After Close the batch is
+// dropped instead: nobody reads Events while the stream drains.
+func (s *Stream) flush() {
 	if s.batch == nil || len(s.batch.Events) == 0 {
-		return nil
+		return
 	}
 	select {
 	case s.events <- s.batch:
 	case <-s.closed:
 	}
 	s.batch = nil
-	return nil
 }
 
 // idle reports the server's position while no transaction is open: every
 // transaction committing below it has been delivered, so a checkpoint there
 // lets the slot advance past WAL that no captured table wrote.
-func (s *Stream) idle(walEnd uint64) error {
+func (s *Stream) idle(walEnd uint64) {
 	if s.inTxn || walEnd <= s.idleLSN {
-		return nil
+		return
 	}
 	if time.Since(s.idleAt) < s.opts.IdleInterval {
 		// Too soon after the last one to be worth a checkpoint; ask again
 		// at the next interval rather than waiting for the server.
 		s.idlePending.Store(true)
-		return nil
+		return
 	}
 	s.idleLSN, s.idleAt = walEnd, time.Now()
-	return s.send(&sqlcapture.Keepalive{Cursor: pglogrepl.LSN(walEnd).String()})
+	s.send(&sqlcapture.Keepalive{Cursor: pglogrepl.LSN(walEnd).String()})
 }
 
 func (s *Stream) decode(lsn uint64, data []byte) error {
@@ -378,7 +373,7 @@ func (s *Stream) decode(lsn uint64, data []byte) error {
 		if s.opts.Committed != nil {
 			s.opts.Committed(s.txn.TxID)
 		}
-		return s.send(&sqlcapture.Commit{Cursor: m.TransactionEndLSN.String()})
+		s.send(&sqlcapture.Commit{Cursor: m.TransactionEndLSN.String()})
 	case 'R':
 		var m pglogrepl.RelationMessage
 		if err := m.Decode(data[1:]); err != nil {
@@ -391,7 +386,7 @@ func (s *Stream) decode(lsn uint64, data []byte) error {
 		prev := s.relations[m.RelationID]
 		s.relations[m.RelationID] = rel
 		if rel.table != nil && rel.changedFrom(prev) {
-			return s.send(&sqlcapture.SchemaChange{Stream: rel.stream})
+			s.send(&sqlcapture.SchemaChange{Stream: rel.stream})
 		}
 	case 'I', 'U', 'D':
 		if err := decodeRow(data, &s.msg); err != nil {
@@ -405,9 +400,7 @@ func (s *Stream) decode(lsn uint64, data []byte) error {
 		}
 		for _, id := range m.RelationIDs {
 			if rel := s.relations[id]; rel != nil && rel.table != nil {
-				if err := s.send(&sqlcapture.Notice{Stream: rel.stream, Message: "TRUNCATE of a captured table: PostgreSQL replicates no row deletions for it, so the collection keeps the truncated rows until they are deleted or the binding is backfilled again"}); err != nil {
-					return err
-				}
+				s.send(&sqlcapture.Notice{Stream: rel.stream, Message: "TRUNCATE of a captured table: PostgreSQL replicates no row deletions for it, so the collection keeps the truncated rows until they are deleted or the binding is backfilled again"})
 			}
 		}
 	case 'Y', 'O', 'M':
@@ -509,7 +502,8 @@ func (s *Stream) change(lsn uint64) error {
 		return fmt.Errorf("row change for relation %d before its Relation message", m.relation)
 	}
 	if rel.watermarks {
-		return s.watermark(rel, m)
+		s.watermark(rel, m)
+		return nil
 	}
 	if rel.table == nil {
 		return nil
@@ -593,7 +587,7 @@ func (s *Stream) emit(rel *relation, op sqlcapture.Op, src *document.Source, row
 	})
 	b.Events = append(b.Events, &b.Changes[len(b.Changes)-1])
 	if len(b.Changes) == cap(b.Changes) || len(b.Arena) >= batchBytes {
-		return s.flush()
+		s.flush()
 	}
 	return nil
 }
@@ -688,18 +682,18 @@ func (rel *relation) appendKey(dst []byte, row, fill *tuple) ([]byte, error) {
 	return dst, nil
 }
 
-func (s *Stream) watermark(rel *relation, m *rowMessage) error {
+func (s *Stream) watermark(rel *relation, m *rowMessage) {
 	if m.kind == 'D' {
-		return nil
+		return
 	}
 	t := &m.new
 	if t.kinds[rel.slotColumn] != tupleText || t.kinds[rel.markColumn] != tupleText {
-		return nil
+		return
 	}
 	if string(t.values[rel.slotColumn]) != s.opts.Slot {
-		return nil
+		return
 	}
-	return s.send(&sqlcapture.Watermark{ID: string(t.values[rel.markColumn])})
+	s.send(&sqlcapture.Watermark{ID: string(t.values[rel.markColumn])})
 }
 
 func quoteLiteral(s string) string {
