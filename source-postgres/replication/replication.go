@@ -347,8 +347,8 @@ func (s *Stream) decode(lsn uint64, data []byte) error {
 	if len(data) == 0 {
 		return nil
 	}
-	switch data[0] {
-	case 'B':
+	switch pglogrepl.MessageType(data[0]) {
+	case pglogrepl.MessageTypeBegin:
 		var m pglogrepl.BeginMessage
 		if err := m.Decode(data[1:]); err != nil {
 			return fmt.Errorf("decoding Begin: %w", err)
@@ -360,7 +360,7 @@ func (s *Stream) decode(lsn uint64, data []byte) error {
 			CommitTimeMillis: m.CommitTime.UnixMilli(),
 			TxID:             m.Xid,
 		}
-	case 'C':
+	case pglogrepl.MessageTypeCommit:
 		var m pglogrepl.CommitMessage
 		if err := m.Decode(data[1:]); err != nil {
 			return fmt.Errorf("decoding Commit: %w", err)
@@ -374,7 +374,7 @@ func (s *Stream) decode(lsn uint64, data []byte) error {
 			s.opts.Committed(s.txn.TxID)
 		}
 		s.send(&sqlcapture.Commit{Cursor: m.TransactionEndLSN.String()})
-	case 'R':
+	case pglogrepl.MessageTypeRelation:
 		var m pglogrepl.RelationMessage
 		if err := m.Decode(data[1:]); err != nil {
 			return fmt.Errorf("decoding Relation: %w", err)
@@ -388,12 +388,12 @@ func (s *Stream) decode(lsn uint64, data []byte) error {
 		if rel.table != nil && rel.changedFrom(prev) {
 			s.send(&sqlcapture.SchemaChange{Stream: rel.stream})
 		}
-	case 'I', 'U', 'D':
+	case pglogrepl.MessageTypeInsert, pglogrepl.MessageTypeUpdate, pglogrepl.MessageTypeDelete:
 		if err := decodeRow(data, &s.msg); err != nil {
 			return fmt.Errorf("decoding a row change at %s: %w", pglogrepl.LSN(lsn), err)
 		}
 		return s.change(lsn)
-	case 'T':
+	case pglogrepl.MessageTypeTruncate:
 		var m pglogrepl.TruncateMessage
 		if err := m.Decode(data[1:]); err != nil {
 			return fmt.Errorf("decoding Truncate: %w", err)
@@ -403,7 +403,7 @@ func (s *Stream) decode(lsn uint64, data []byte) error {
 				s.send(&sqlcapture.Notice{Stream: rel.stream, Message: "TRUNCATE of a captured table: PostgreSQL replicates no row deletions for it, so the collection keeps the truncated rows until they are deleted or the binding is backfilled again"})
 			}
 		}
-	case 'Y', 'O', 'M':
+	case pglogrepl.MessageTypeType, pglogrepl.MessageTypeOrigin, pglogrepl.MessageTypeMessage:
 		// Type and Origin messages need nothing: types are resolved from
 		// the catalog by OID. Logical messages are not requested.
 	default:
@@ -427,6 +427,10 @@ type relation struct {
 	slotColumn, markColumn int
 }
 
+// columnInIdentity is the flag of a Relation message's column that is part
+// of the table's replica identity.
+const columnInIdentity = 1
+
 type relColumn struct {
 	name     string
 	oid      uint32
@@ -447,7 +451,7 @@ func (s *Stream) newRelation(m *pglogrepl.RelationMessage) (*relation, error) {
 			typmod:   c.TypeModifier,
 			field:    document.FieldName(c.Name),
 			typ:      s.opts.Types.Lookup(c.DataType, c.TypeModifier),
-			identity: c.Flags&1 != 0,
+			identity: c.Flags&columnInIdentity != 0,
 		})
 	}
 	if rel.stream == s.opts.Watermarks {
@@ -511,14 +515,14 @@ func (s *Stream) change(lsn uint64) error {
 	src := s.txn
 	src.LSN = lsn
 	var old *tuple
-	if m.oldKind != 0 {
+	if m.oldKind != noOldTuple {
 		old = &m.old
 	}
 
 	switch m.kind {
-	case 'I':
+	case pglogrepl.MessageTypeInsert:
 		return s.emit(rel, sqlcapture.OpInsert, &src, &m.new, nil, nil)
-	case 'D':
+	case pglogrepl.MessageTypeDelete:
 		return s.emit(rel, sqlcapture.OpDelete, &src, old, nil, nil)
 	}
 	// An update. Key changes become a delete of the old key and a creation
@@ -539,7 +543,7 @@ func (s *Stream) change(lsn uint64) error {
 		}
 	}
 	var before *tuple
-	if m.oldKind == 'O' {
+	if m.oldKind == oldRow {
 		before = old
 	}
 	return s.emit(rel, sqlcapture.OpUpdate, &src, &m.new, before, old)
@@ -549,7 +553,7 @@ func (s *Stream) change(lsn uint64) error {
 // holds; before, when set, becomes _meta.before; fill, when it is a whole old
 // row, supplies unchanged TOASTed values that row omits.
 func (s *Stream) emit(rel *relation, op sqlcapture.Op, src *document.Source, row, before, fill *tuple) error {
-	if fill != nil && s.msg.oldKind != 'O' {
+	if fill != nil && s.msg.oldKind != oldRow {
 		fill = nil
 	}
 	// The key and the document go into the batch's arena, and the change
@@ -573,7 +577,7 @@ func (s *Stream) emit(rel *relation, op sqlcapture.Op, src *document.Source, row
 	arena = document.EndMeta(arena)
 	// A delete under the default replica identity carries only the key: the
 	// other columns are sent as nulls that mean "not sent", not NULL.
-	identityOnly := op == sqlcapture.OpDelete && s.msg.oldKind == 'K'
+	identityOnly := op == sqlcapture.OpDelete && s.msg.oldKind == oldKey
 	if arena, err = rel.appendColumns(arena, row, fill, identityOnly); err != nil {
 		return err
 	}
@@ -683,7 +687,7 @@ func (rel *relation) appendKey(dst []byte, row, fill *tuple) ([]byte, error) {
 }
 
 func (s *Stream) watermark(rel *relation, m *rowMessage) {
-	if m.kind == 'D' {
+	if m.kind == pglogrepl.MessageTypeDelete {
 		return
 	}
 	t := &m.new
