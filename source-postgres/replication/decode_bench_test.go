@@ -136,20 +136,13 @@ func newBenchSource(b *testing.B) *benchSource {
 func (src *benchSource) stream() *Stream {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	return &Stream{
-		opts: Options{
-			Slot:       "bench",
-			Tables:     src.tables,
-			Watermarks: sqlcapture.StreamID{Schema: "public", Table: "flow_watermarks"},
-			Types:      src.types,
-		},
-		log:       log,
-		events:    make(chan *sqlcapture.Batch, batchesQueued),
-		free:      make(chan *sqlcapture.Batch, batchesQueued+2),
-		closed:    make(chan struct{}),
-		exited:    make(chan struct{}),
-		relations: make(map[uint32]*relation),
-	}
+	return newStream(nil, 0, Options{
+		Slot:       "bench",
+		Tables:     src.tables,
+		Watermarks: sqlcapture.StreamID{Schema: "public", Table: "flow_watermarks"},
+		Types:      src.types,
+		Logger:     log,
+	})
 }
 
 // isRelation reports whether a message is a Relation message.
@@ -161,7 +154,7 @@ func isRelation(m walMessage) bool {
 // after the first time, as a stream would: pgoutput sends it once.
 func decodeTxn(b *testing.B, s *Stream, txn []walMessage) {
 	for _, m := range txn {
-		if isRelation(m) && len(s.relations) > 0 {
+		if isRelation(m) && len(s.relations.byID) > 0 {
 			continue
 		}
 		if err := s.decode(m.lsn, m.data); err != nil {
@@ -233,7 +226,7 @@ func BenchmarkDecode(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			for _, m := range src.inserts {
-				if isRelation(m) && len(s.relations) > 0 {
+				if isRelation(m) && len(s.relations.byID) > 0 {
 					continue
 				}
 				if err := s.decode(m.lsn, m.data); err != nil {
