@@ -109,7 +109,7 @@ func newBenchSource(b *testing.B) *benchSource {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if data[0] == 'B' {
+		if pglogrepl.MessageType(data[0]) == pglogrepl.MessageTypeBegin {
 			txns = append(txns, nil)
 		}
 		txns[len(txns)-1] = append(txns[len(txns)-1], walMessage{uint64(at), data})
@@ -123,7 +123,7 @@ func newBenchSource(b *testing.B) *benchSource {
 	}
 	// pgoutput describes a relation once per session: the update's Relation
 	// message went out with the insert before it.
-	if txns[1][1].data[0] != 'R' {
+	if !isRelation(txns[1][1]) {
 		b.Fatalf("the second transaction's second message is %q, not a Relation", txns[1][1].data[0])
 	}
 	src.inserts = txns[0]
@@ -136,27 +136,25 @@ func newBenchSource(b *testing.B) *benchSource {
 func (src *benchSource) stream() *Stream {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	return &Stream{
-		opts: Options{
-			Slot:       "bench",
-			Tables:     src.tables,
-			Watermarks: sqlcapture.StreamID{Schema: "public", Table: "flow_watermarks"},
-			Types:      src.types,
-		},
-		log:       log,
-		events:    make(chan *sqlcapture.Batch, batchesQueued),
-		free:      make(chan *sqlcapture.Batch, batchesQueued+2),
-		closed:    make(chan struct{}),
-		exited:    make(chan struct{}),
-		relations: make(map[uint32]*relation),
-	}
+	return newStream(nil, 0, Options{
+		Slot:       "bench",
+		Tables:     src.tables,
+		Watermarks: sqlcapture.StreamID{Schema: "public", Table: "flow_watermarks"},
+		Types:      src.types,
+		Logger:     log,
+	})
+}
+
+// isRelation reports whether a message is a Relation message.
+func isRelation(m walMessage) bool {
+	return pglogrepl.MessageType(m.data[0]) == pglogrepl.MessageTypeRelation
 }
 
 // decodeTxn decodes a transaction's messages, skipping its Relation message
 // after the first time, as a stream would: pgoutput sends it once.
 func decodeTxn(b *testing.B, s *Stream, txn []walMessage) {
 	for _, m := range txn {
-		if m.data[0] == 'R' && len(s.relations) > 0 {
+		if isRelation(m) && len(s.relations.byID) > 0 {
 			continue
 		}
 		if err := s.decode(m.lsn, m.data); err != nil {
@@ -179,7 +177,7 @@ func BenchmarkDecode(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			for _, msg := range src.inserts {
-				if msg.data[0] != 'I' {
+				if pglogrepl.MessageType(msg.data[0]) != pglogrepl.MessageTypeInsert {
 					continue
 				}
 				if err := decodeRow(msg.data, &m); err != nil {
@@ -228,7 +226,7 @@ func BenchmarkDecode(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			for _, m := range src.inserts {
-				if m.data[0] == 'R' && len(s.relations) > 0 {
+				if isRelation(m) && len(s.relations.byID) > 0 {
 					continue
 				}
 				if err := s.decode(m.lsn, m.data); err != nil {

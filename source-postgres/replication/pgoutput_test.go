@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"slices"
 	"testing"
+
+	"github.com/jackc/pglogrepl"
 )
 
 // col is one column of a hand-built TupleData.
@@ -32,14 +34,23 @@ func tupleData(cols ...col) []byte {
 	return b
 }
 
+// Row message types, short for the tables below.
+const (
+	ins = pglogrepl.MessageTypeInsert
+	upd = pglogrepl.MessageTypeUpdate
+	del = pglogrepl.MessageTypeDelete
+)
+
 // rowMsg encodes a row message: its type, the relation id, then the parts
 // (submessage markers and tuples).
-func rowMsg(kind byte, relation uint32, parts ...any) []byte {
-	b := binary.BigEndian.AppendUint32([]byte{kind}, relation)
+func rowMsg(kind pglogrepl.MessageType, relation uint32, parts ...any) []byte {
+	b := binary.BigEndian.AppendUint32([]byte{byte(kind)}, relation)
 	for _, p := range parts {
 		switch p := p.(type) {
 		case byte:
 			b = append(b, p)
+		case oldTupleKind:
+			b = append(b, byte(p))
 		case []byte:
 			b = append(b, p...)
 		}
@@ -50,15 +61,15 @@ func rowMsg(kind byte, relation uint32, parts ...any) []byte {
 // validRowMessages are well-formed messages of every shape decodeRow reads.
 func validRowMessages() map[string][]byte {
 	return map[string][]byte{
-		"insert":             rowMsg('I', 16384, byte('N'), tupleData(text("1"), null(), text("héllo"))),
-		"insert no columns":  rowMsg('I', 1, byte('N'), tupleData()),
-		"insert empty text":  rowMsg('I', 1, byte('N'), tupleData(text(""), text("x"))),
-		"insert binary":      rowMsg('I', 1, byte('N'), tupleData(col{tupleBinary, "\x00\x01\xff"})),
-		"update":             rowMsg('U', 7, byte('N'), tupleData(text("1"), unchanged(), text("new"))),
-		"update key changed": rowMsg('U', 7, byte('K'), tupleData(text("1"), null(), null()), byte('N'), tupleData(text("2"), unchanged(), text("new"))),
-		"update full":        rowMsg('U', 7, byte('O'), tupleData(text("1"), text("big"), text("old")), byte('N'), tupleData(text("1"), unchanged(), text("new"))),
-		"delete key":         rowMsg('D', 7, byte('K'), tupleData(text("1"), null(), null())),
-		"delete full":        rowMsg('D', 7, byte('O'), tupleData(text("1"), text("big"), null())),
+		"insert":             rowMsg(ins, 16384, newTupleMarker, tupleData(text("1"), null(), text("héllo"))),
+		"insert no columns":  rowMsg(ins, 1, newTupleMarker, tupleData()),
+		"insert empty text":  rowMsg(ins, 1, newTupleMarker, tupleData(text(""), text("x"))),
+		"insert binary":      rowMsg(ins, 1, newTupleMarker, tupleData(col{tupleBinary, "\x00\x01\xff"})),
+		"update":             rowMsg(upd, 7, newTupleMarker, tupleData(text("1"), unchanged(), text("new"))),
+		"update key changed": rowMsg(upd, 7, oldKey, tupleData(text("1"), null(), null()), newTupleMarker, tupleData(text("2"), unchanged(), text("new"))),
+		"update full":        rowMsg(upd, 7, oldRow, tupleData(text("1"), text("big"), text("old")), newTupleMarker, tupleData(text("1"), unchanged(), text("new"))),
+		"delete key":         rowMsg(del, 7, oldKey, tupleData(text("1"), null(), null())),
+		"delete full":        rowMsg(del, 7, oldRow, tupleData(text("1"), text("big"), null())),
 	}
 }
 
@@ -80,20 +91,20 @@ func TestDecodeRow(t *testing.T) {
 	msgs := validRowMessages()
 	for _, tc := range []struct {
 		name     string
-		kind     byte
+		kind     pglogrepl.MessageType
 		relation uint32
-		oldKind  byte
+		oldKind  oldTupleKind
 		old, new []string
 	}{
-		{name: "insert", kind: 'I', relation: 16384, new: []string{"t:1", "n", "t:héllo"}},
-		{name: "insert no columns", kind: 'I', relation: 1, new: nil},
-		{name: "insert empty text", kind: 'I', relation: 1, new: []string{"t:", "t:x"}},
-		{name: "insert binary", kind: 'I', relation: 1, new: []string{"b:\x00\x01\xff"}},
-		{name: "update", kind: 'U', relation: 7, new: []string{"t:1", "u", "t:new"}},
-		{name: "update key changed", kind: 'U', relation: 7, oldKind: 'K', old: []string{"t:1", "n", "n"}, new: []string{"t:2", "u", "t:new"}},
-		{name: "update full", kind: 'U', relation: 7, oldKind: 'O', old: []string{"t:1", "t:big", "t:old"}, new: []string{"t:1", "u", "t:new"}},
-		{name: "delete key", kind: 'D', relation: 7, oldKind: 'K', old: []string{"t:1", "n", "n"}},
-		{name: "delete full", kind: 'D', relation: 7, oldKind: 'O', old: []string{"t:1", "t:big", "n"}},
+		{name: "insert", kind: ins, relation: 16384, new: []string{"t:1", "n", "t:héllo"}},
+		{name: "insert no columns", kind: ins, relation: 1, new: nil},
+		{name: "insert empty text", kind: ins, relation: 1, new: []string{"t:", "t:x"}},
+		{name: "insert binary", kind: ins, relation: 1, new: []string{"b:\x00\x01\xff"}},
+		{name: "update", kind: upd, relation: 7, new: []string{"t:1", "u", "t:new"}},
+		{name: "update key changed", kind: upd, relation: 7, oldKind: oldKey, old: []string{"t:1", "n", "n"}, new: []string{"t:2", "u", "t:new"}},
+		{name: "update full", kind: upd, relation: 7, oldKind: oldRow, old: []string{"t:1", "t:big", "t:old"}, new: []string{"t:1", "u", "t:new"}},
+		{name: "delete key", kind: del, relation: 7, oldKind: oldKey, old: []string{"t:1", "n", "n"}},
+		{name: "delete full", kind: del, relation: 7, oldKind: oldRow, old: []string{"t:1", "t:big", "n"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// A message decoded before must leave nothing behind.
@@ -107,10 +118,10 @@ func TestDecodeRow(t *testing.T) {
 			if m.kind != tc.kind || m.relation != tc.relation || m.oldKind != tc.oldKind {
 				t.Errorf("decoded kind %q relation %d old kind %q, want %q %d %q", m.kind, m.relation, m.oldKind, tc.kind, tc.relation, tc.oldKind)
 			}
-			if tc.oldKind != 0 && !slices.Equal(tupleOf(&m.old), tc.old) {
+			if tc.oldKind != noOldTuple && !slices.Equal(tupleOf(&m.old), tc.old) {
 				t.Errorf("old tuple %q, want %q", tupleOf(&m.old), tc.old)
 			}
-			if tc.kind != 'D' && !slices.Equal(tupleOf(&m.new), tc.new) {
+			if tc.kind != del && !slices.Equal(tupleOf(&m.new), tc.new) {
 				t.Errorf("new tuple %q, want %q", tupleOf(&m.new), tc.new)
 			}
 			for i, k := range m.new.kinds {
@@ -153,14 +164,14 @@ func TestDecodeRowRejectsMalformedMessages(t *testing.T) {
 	}
 	hugeLength := append(binary.BigEndian.AppendUint16(nil, 1), tupleText, 0xff, 0xff, 0xff, 0xff, 'x')
 	for name, msg := range map[string][]byte{
-		"insert with an old tuple":   rowMsg('I', 1, byte('K'), tupleData(text("1")), byte('N'), tupleData(text("1"))),
-		"delete without an old one":  rowMsg('D', 1, byte('N'), tupleData(text("1"))),
-		"update without a new one":   rowMsg('U', 1, byte('K'), tupleData(text("1"))),
-		"unknown submessage":         rowMsg('U', 1, byte('X'), tupleData(text("1"))),
-		"unknown column kind":        rowMsg('I', 1, byte('N'), tupleData(col{kind: 'x'})),
-		"length beyond the message":  rowMsg('I', 1, byte('N'), hugeLength),
-		"more columns than sent":     rowMsg('I', 1, byte('N'), binary.BigEndian.AppendUint16(nil, 3), byte(tupleNull)),
-		"old tuple cut before its N": rowMsg('U', 1, byte('O'), binary.BigEndian.AppendUint16(nil, 2), byte(tupleNull)),
+		"insert with an old tuple":   rowMsg(ins, 1, oldKey, tupleData(text("1")), newTupleMarker, tupleData(text("1"))),
+		"delete without an old one":  rowMsg(del, 1, newTupleMarker, tupleData(text("1"))),
+		"update without a new one":   rowMsg(upd, 1, oldKey, tupleData(text("1"))),
+		"unknown submessage":         rowMsg(upd, 1, byte('X'), tupleData(text("1"))),
+		"unknown column kind":        rowMsg(ins, 1, newTupleMarker, tupleData(col{kind: 'x'})),
+		"length beyond the message":  rowMsg(ins, 1, newTupleMarker, hugeLength),
+		"more columns than sent":     rowMsg(ins, 1, newTupleMarker, binary.BigEndian.AppendUint16(nil, 3), byte(tupleNull)),
+		"old tuple cut before its N": rowMsg(upd, 1, oldRow, binary.BigEndian.AppendUint16(nil, 2), byte(tupleNull)),
 	} {
 		var m rowMessage
 		if err := decodeRow(msg, &m); err == nil {
@@ -181,10 +192,10 @@ func FuzzDecodeRow(f *testing.F) {
 			return
 		}
 		tuples := []*tuple{}
-		if m.oldKind != 0 {
+		if m.oldKind != noOldTuple {
 			tuples = append(tuples, &m.old)
 		}
-		if m.kind != 'D' {
+		if m.kind != del {
 			tuples = append(tuples, &m.new)
 		}
 		for _, tup := range tuples {
