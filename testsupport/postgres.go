@@ -131,7 +131,8 @@ func SharedPostgres(t testing.TB) *Postgres {
 
 // StopShared releases what this test binary shares between tests: it stops
 // and deletes the cluster started by SharedPostgres, if any (an external
-// server is left alone), and deletes the connector built by BuildConnector.
+// server is left alone), and deletes the programs built for the tests (the
+// connector of BuildConnector, the SSH server of StartSSHD).
 // Call it from TestMain after m.Run:
 //
 //	func TestMain(m *testing.M) {
@@ -151,8 +152,8 @@ func StopShared() {
 		}
 	}
 	shared.pg, shared.err = nil, nil
-	if err := removeBuiltConnector(); err != nil {
-		fmt.Fprintf(os.Stderr, "testsupport: deleting the built connector: %v\n", err)
+	if err := removePrograms(); err != nil {
+		fmt.Fprintf(os.Stderr, "testsupport: deleting the programs built for the tests: %v\n", err)
 	}
 }
 
