@@ -1,5 +1,7 @@
 // Command demo shows the connector capturing a live database: it starts a
-// throwaway PostgreSQL, sets it up as the README tells users to, loads
+// throwaway PostgreSQL (the installed server, or else a build it fetches
+// once into the user's cache, as the tests do; see testsupport's
+// PostgresVersionEnv), sets it up as the README tells users to, loads
 // sample tables, keeps writing to them, and runs `source-postgres capture`,
 // whose change documents appear on stdout as they happen. Stop it with
 // Ctrl-C; everything it started is removed.

@@ -4,11 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"pgcapture/protocol"
 	"pgcapture/testsupport"
@@ -97,23 +98,28 @@ func TestSlotInUseByAnotherProcess(t *testing.T) {
 	f := newFixture(t)
 	state := capturedOnce(t, f)
 
-	// pg_recvlogical holds the slot, as a second capture with the same
-	// slotName would.
-	cmd := exec.Command("pg_recvlogical", "--dbname", f.pg.SuperuserURL(f.db), "--slot", f.slot, "--start", "--no-loop",
-		"--option", "proto_version=1", "--option", "publication_names=flow_publication", "--file", "/dev/null")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting pg_recvlogical: %v", err)
+	// A replication connection of the test's own streams from the slot, as
+	// a second capture with the same slotName would.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	holder, err := pgconn.Connect(ctx, f.pg.SuperuserURL(f.db)+"&replication=database")
+	if err != nil {
+		t.Fatalf("opening a replication connection: %v", err)
 	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
+	t.Cleanup(func() { holder.Close(context.Background()) })
+	if err := pglogrepl.StartReplication(ctx, holder, f.slot, 0, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '1'", "publication_names 'flow_publication'"},
+	}); err != nil {
+		t.Fatalf("streaming from slot %s: %v", f.slot, err)
+	}
 	var pid int32
-	waitUntil(t, 30*time.Second, "pg_recvlogical to hold the slot", func() bool {
+	waitUntil(t, 30*time.Second, "the replication connection to hold the slot", func() bool {
 		err := f.conn.QueryRow(context.Background(), `SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1 AND active`, f.slot).Scan(&pid)
 		return err == nil
 	})
+	if want := holder.PID(); uint32(pid) != want {
+		t.Fatalf("slot %s is held by pid %d, not the test's replication connection (pid %d)", f.slot, pid, want)
+	}
 	expectSlotFault(t, f, state, f.slot, fmt.Sprintf("in use by another process (pid %d)", pid))
 }
 

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,15 +16,6 @@ import (
 
 // callTimeout bounds a unary RPC; discovery of a large schema is the slowest.
 const callTimeout = 2 * time.Minute
-
-// The connector binary is built once per test binary, like the shared
-// cluster, and deleted by StopShared.
-var connectorBuild struct {
-	mu   sync.Mutex
-	dir  string
-	path string
-	err  error
-}
 
 // RaceEnv names the environment variable that makes BuildConnector build
 // the connector with the race detector (PGCAPTURE_RACE=1), so that the
@@ -38,50 +28,15 @@ const RaceEnv = "PGCAPTURE_RACE"
 // deletes it.
 func BuildConnector(t testing.TB) string {
 	t.Helper()
-	connectorBuild.mu.Lock()
-	defer connectorBuild.mu.Unlock()
-	if connectorBuild.path == "" && connectorBuild.err == nil {
-		connectorBuild.dir, connectorBuild.path, connectorBuild.err = buildConnector()
-	}
-	if connectorBuild.err != nil {
-		t.Fatalf("building the connector: %v", connectorBuild.err)
-	}
-	return connectorBuild.path
-}
-
-func buildConnector() (dir, path string, err error) {
-	root, err := ModuleRoot()
-	if err != nil {
-		return "", "", err
-	}
-	dir, err = os.MkdirTemp("", "pgcapture-connector-")
-	if err != nil {
-		return "", "", err
-	}
-	path = filepath.Join(dir, "source-postgres")
-	args := []string{"build", "-o", path}
+	var flags []string
 	if os.Getenv(RaceEnv) == "1" {
-		args = append(args, "-race")
+		flags = append(flags, "-race")
 	}
-	cmd := exec.Command("go", append(args, "./source-postgres")...)
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		return "", "", fmt.Errorf("go build ./source-postgres in %s: %w\n%s", root, err, out)
+	path, err := connectorProgram.build(flags...)
+	if err != nil {
+		t.Fatalf("building the connector: %v", err)
 	}
-	return dir, path, nil
-}
-
-// removeBuiltConnector deletes the binary built by BuildConnector, if any.
-func removeBuiltConnector() error {
-	connectorBuild.mu.Lock()
-	defer connectorBuild.mu.Unlock()
-	var err error
-	if connectorBuild.dir != "" {
-		err = os.RemoveAll(connectorBuild.dir)
-	}
-	connectorBuild.dir, connectorBuild.path, connectorBuild.err = "", "", nil
-	return err
+	return path
 }
 
 // ModuleRoot finds the repository's root, the directory holding go.mod,

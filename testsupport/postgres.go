@@ -131,7 +131,8 @@ func SharedPostgres(t testing.TB) *Postgres {
 
 // StopShared releases what this test binary shares between tests: it stops
 // and deletes the cluster started by SharedPostgres, if any (an external
-// server is left alone), and deletes the connector built by BuildConnector.
+// server is left alone), and deletes the programs built for the tests (the
+// connector of BuildConnector, the SSH server of StartSSHD).
 // Call it from TestMain after m.Run:
 //
 //	func TestMain(m *testing.M) {
@@ -151,8 +152,8 @@ func StopShared() {
 		}
 	}
 	shared.pg, shared.err = nil, nil
-	if err := removeBuiltConnector(); err != nil {
-		fmt.Fprintf(os.Stderr, "testsupport: deleting the built connector: %v\n", err)
+	if err := removePrograms(); err != nil {
+		fmt.Fprintf(os.Stderr, "testsupport: deleting the programs built for the tests: %v\n", err)
 	}
 }
 
@@ -390,11 +391,11 @@ func startCluster(opts Options) (_ *Postgres, err error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	binDir, err := findBinDir()
+	cred, err := serverCredential()
 	if err != nil {
 		return nil, err
 	}
-	cred, err := serverCredential()
+	binDir, err := findBinDir(cred)
 	if err != nil {
 		return nil, err
 	}
@@ -688,30 +689,6 @@ func (s *serverProcess) stop(sig syscall.Signal) error {
 		}
 	}
 	return fmt.Errorf("postgres (pid %d) did not exit after SIGKILL", s.cmd.Process.Pid)
-}
-
-// findBinDir locates the server binaries: pg_config's bindir if it has
-// initdb (Debian's /usr/bin/pg_config may belong to a client-only package),
-// else the newest /usr/lib/postgresql/*/bin.
-func findBinDir() (string, error) {
-	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
-		dir := strings.TrimSpace(string(out))
-		if isFile(filepath.Join(dir, "initdb")) {
-			return dir, nil
-		}
-	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	best, bestVersion := "", -1.0
-	for _, dir := range dirs {
-		version, err := strconv.ParseFloat(filepath.Base(filepath.Dir(dir)), 64)
-		if err == nil && version > bestVersion && isFile(filepath.Join(dir, "initdb")) {
-			best, bestVersion = dir, version
-		}
-	}
-	if best == "" {
-		return "", errors.New("no PostgreSQL server binaries found: neither `pg_config --bindir` nor /usr/lib/postgresql/*/bin has initdb; install the PostgreSQL server (e.g. apt-get install postgresql)")
-	}
-	return best, nil
 }
 
 // serverCredential returns the OS user to run initdb and postgres as, which

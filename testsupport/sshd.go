@@ -31,9 +31,6 @@ const (
 	// SSHDPath is where the OpenSSH server is expected, as Debian's
 	// openssh-server package installs it. sshd insists on an absolute path.
 	SSHDPath = "/usr/sbin/sshd"
-	// SkipSSHEnv names the environment variable that, set to 1, makes
-	// StartSSHD skip the test when SSHDPath is missing instead of failing it.
-	SkipSSHEnv = "PGCAPTURE_SKIP_SSH"
 
 	sshdStartTimeout = 10 * time.Second
 	// sshdPrivsepDir is the privilege-separation directory that sshd
@@ -41,10 +38,31 @@ const (
 	sshdPrivsepDir = "/run/sshd"
 )
 
-// SSHD is a real OpenSSH server for tests, listening on 127.0.0.1 with its own
-// configuration and host keys. It accepts public-key logins by the current
-// user (root when tests run as root) and allows TCP forwarding.
+// sshServer is an SSH server program that StartSSHD runs.
+type sshServer string
+
+const (
+	// openSSH is OpenSSH's sshd at SSHDPath.
+	openSSH sshServer = "OpenSSH"
+	// goSSHD is testsupport/gosshd, built from this module, for machines
+	// without OpenSSH.
+	goSSHD sshServer = "gosshd"
+)
+
+// installedSSHServer returns OpenSSH if it is installed, else gosshd.
+func installedSSHServer() sshServer {
+	if info, err := os.Stat(SSHDPath); err == nil && info.Mode().IsRegular() && info.Mode()&0o111 != 0 {
+		return openSSH
+	}
+	return goSSHD
+}
+
+// SSHD is a real SSH server for tests, listening on 127.0.0.1 with its own
+// host keys, in a process of its own: OpenSSH's sshd where it is installed
+// (SSHDPath), else testsupport/gosshd. It accepts public-key logins by the
+// current user (root when tests run as root) and allows TCP forwarding.
 type SSHD struct {
+	server  sshServer
 	user    string
 	port    int
 	hostKey string // authorized_keys line of the Ed25519 host key
@@ -55,29 +73,24 @@ type SSHD struct {
 	stopOnce sync.Once
 }
 
-// StartSSHD starts an sshd that accepts the given authorized_keys lines. It
-// is stopped when the test ends, and its log is shown if the test failed.
-//
-// If SSHDPath is missing the test fails, telling to install openssh-server,
-// unless PGCAPTURE_SKIP_SSH=1, in which case it is skipped.
+// StartSSHD starts an SSH server that accepts the given authorized_keys
+// lines. It is stopped when the test ends, and its log is shown if the test
+// failed.
 func StartSSHD(t testing.TB, authorizedKeys ...string) *SSHD {
 	t.Helper()
-	if _, err := os.Stat(SSHDPath); err != nil {
-		msg := fmt.Sprintf("the OpenSSH server is needed at %s (%v): install it with apt-get install -y openssh-server, "+
-			"or set %s=1 to skip the tests that need it", SSHDPath, err, SkipSSHEnv)
-		if os.Getenv(SkipSSHEnv) == "1" {
-			t.Skip(msg)
-		}
-		t.Fatal(msg)
-	}
-	s, err := startSSHD(t.TempDir(), authorizedKeys)
+	return startSSHDFor(t, installedSSHServer(), authorizedKeys)
+}
+
+func startSSHDFor(t testing.TB, server sshServer, authorizedKeys []string) *SSHD {
+	t.Helper()
+	s, err := startSSHD(server, t.TempDir(), authorizedKeys)
 	if err != nil {
-		t.Fatalf("starting sshd: %v", err)
+		t.Fatalf("starting the SSH server (%s): %v", server, err)
 	}
 	t.Cleanup(func() {
 		s.Stop()
 		if t.Failed() {
-			t.Logf("sshd log (%s):\n%s", s.logPath(), s.log())
+			t.Logf("%s log (%s):\n%s", s.server, s.logPath(), s.log())
 		}
 	})
 	return s
@@ -110,8 +123,9 @@ func (s *SSHD) Stop() {
 		// Freeze the listener first so it forks no new connection handlers
 		// while they are being found.
 		syscall.Kill(pid, syscall.SIGSTOP)
-		// Each connection handler runs in its own session (sshd calls setsid),
-		// so killing the listener's process group would miss them.
+		// Each of OpenSSH's connection handlers runs in its own session (sshd
+		// calls setsid), so killing the listener's process group would miss
+		// them.
 		for _, p := range sshdProcesses(pid) {
 			syscall.Kill(-p, syscall.SIGKILL)
 			syscall.Kill(p, syscall.SIGKILL)
@@ -120,13 +134,10 @@ func (s *SSHD) Stop() {
 	})
 }
 
-func startSSHD(dir string, authorizedKeys []string) (*SSHD, error) {
-	s := &SSHD{dir: dir, exited: make(chan struct{})}
+func startSSHD(server sshServer, dir string, authorizedKeys []string) (*SSHD, error) {
+	s := &SSHD{server: server, dir: dir, exited: make(chan struct{})}
 	if os.Geteuid() == 0 {
 		s.user = "root"
-		if err := os.MkdirAll(sshdPrivsepDir, 0o755); err != nil {
-			return nil, fmt.Errorf("creating the privilege separation directory: %w", err)
-		}
 	} else {
 		u, err := user.Current()
 		if err != nil {
@@ -144,12 +155,12 @@ func startSSHD(dir string, authorizedKeys []string) (*SSHD, error) {
 		return nil, err
 	}
 	authorized := strings.Join(authorizedKeys, "\n") + "\n"
-	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), []byte(authorized), 0o600); err != nil {
+	if err := os.WriteFile(s.authorizedKeysPath(), []byte(authorized), 0o600); err != nil {
 		return nil, fmt.Errorf("writing authorized_keys: %w", err)
 	}
 
-	// The port could be taken between this check and sshd binding it; then
-	// sshd exits and the error says so.
+	// The port could be taken between this check and the server binding
+	// it; then the server exits and the error says so.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("finding a free port: %w", err)
@@ -157,17 +168,20 @@ func startSSHD(dir string, authorizedKeys []string) (*SSHD, error) {
 	s.port = l.Addr().(*net.TCPAddr).Port
 	l.Close()
 
-	configPath := filepath.Join(dir, "sshd_config")
-	if err := os.WriteFile(configPath, []byte(s.config()), 0o600); err != nil {
-		return nil, fmt.Errorf("writing sshd_config: %w", err)
+	switch server {
+	case openSSH:
+		err = s.prepareOpenSSH()
+	case goSSHD:
+		err = s.prepareGoSSHD()
+	default:
+		err = fmt.Errorf("unknown SSH server %q", server)
 	}
-
-	// -D keeps sshd in the foreground so that it is our child; -E sends its
-	// log to a file instead of syslog.
-	s.cmd = exec.Command(SSHDPath, "-D", "-f", configPath, "-E", s.logPath())
+	if err != nil {
+		return nil, err
+	}
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("running %s: %w", SSHDPath, err)
+		return nil, fmt.Errorf("running %s: %w", s.cmd.Path, err)
 	}
 	go func() {
 		s.cmd.Wait()
@@ -180,13 +194,30 @@ func startSSHD(dir string, authorizedKeys []string) (*SSHD, error) {
 	return s, nil
 }
 
-func (s *SSHD) config() string {
+// prepareOpenSSH writes an sshd_config and prepares to run OpenSSH's sshd.
+func (s *SSHD) prepareOpenSSH() error {
+	if os.Geteuid() == 0 {
+		if err := os.MkdirAll(sshdPrivsepDir, 0o755); err != nil {
+			return fmt.Errorf("creating the privilege separation directory: %w", err)
+		}
+	}
+	configPath := filepath.Join(s.dir, "sshd_config")
+	if err := os.WriteFile(configPath, []byte(s.openSSHConfig()), 0o600); err != nil {
+		return fmt.Errorf("writing sshd_config: %w", err)
+	}
+	// -D keeps sshd in the foreground so that it is our child; -E sends its
+	// log to a file instead of syslog.
+	s.cmd = exec.Command(SSHDPath, "-D", "-f", configPath, "-E", s.logPath())
+	return nil
+}
+
+func (s *SSHD) openSSHConfig() string {
 	lines := []string{
 		"ListenAddress 127.0.0.1:" + strconv.Itoa(s.port),
 		"HostKey " + filepath.Join(s.dir, "ssh_host_ed25519_key"),
 		"HostKey " + filepath.Join(s.dir, "ssh_host_rsa_key"),
 		"PidFile " + filepath.Join(s.dir, "sshd.pid"),
-		"AuthorizedKeysFile " + filepath.Join(s.dir, "authorized_keys"),
+		"AuthorizedKeysFile " + s.authorizedKeysPath(),
 		"AuthenticationMethods publickey",
 		"PubkeyAuthentication yes",
 		"PasswordAuthentication no",
@@ -207,21 +238,46 @@ func (s *SSHD) config() string {
 	return strings.Join(lines, "\n") + "\n"
 }
 
-// waitReady polls until sshd greets a connection with its SSH banner.
+// prepareGoSSHD builds gosshd (once per test binary) and prepares to run it
+// with the same keys, logging to the same file as OpenSSH would.
+func (s *SSHD) prepareGoSSHD() error {
+	path, err := goSSHDProgram.build()
+	if err != nil {
+		return err
+	}
+	logFile, err := os.OpenFile(s.logPath(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close() // the server has its own descriptor
+	s.cmd = exec.Command(path,
+		"-listen", "127.0.0.1:"+strconv.Itoa(s.port),
+		"-user", s.user,
+		"-authorized-keys", s.authorizedKeysPath(),
+		"-host-key", filepath.Join(s.dir, "ssh_host_ed25519_key"),
+		"-host-key", filepath.Join(s.dir, "ssh_host_rsa_key"),
+	)
+	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
+	return nil
+}
+
+func (s *SSHD) authorizedKeysPath() string { return filepath.Join(s.dir, "authorized_keys") }
+
+// waitReady polls until the server greets a connection with its SSH banner.
 func (s *SSHD) waitReady() error {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
 	deadline := time.Now().Add(sshdStartTimeout)
 	for {
 		select {
 		case <-s.exited:
-			return fmt.Errorf("sshd exited during startup (%v); its log:\n%s", s.cmd.ProcessState, s.log())
+			return fmt.Errorf("%s exited during startup (%v); its log:\n%s", s.server, s.cmd.ProcessState, s.log())
 		default:
 		}
 		if sshdGreets(addr) {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("sshd did not accept connections on %s within %s; its log:\n%s", addr, sshdStartTimeout, s.log())
+			return fmt.Errorf("%s did not accept connections on %s within %s; its log:\n%s", s.server, addr, sshdStartTimeout, s.log())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -3,6 +3,7 @@ package testsupport
 import (
 	"bytes"
 	"encoding/pem"
+	"errors"
 	"io"
 	"net"
 	"strings"
@@ -53,9 +54,21 @@ func TestGenerateKey(t *testing.T) {
 	}
 }
 
+// TestSSHD checks each SSH server StartSSHD may run: OpenSSH where it is
+// installed, and always gosshd, which stands in for it elsewhere.
 func TestSSHD(t *testing.T) {
+	servers := []sshServer{goSSHD}
+	if installedSSHServer() == openSSH {
+		servers = append(servers, openSSH)
+	}
+	for _, server := range servers {
+		t.Run(string(server), func(t *testing.T) { testSSHServer(t, server) })
+	}
+}
+
+func testSSHServer(t *testing.T, server sshServer) {
 	privatePEM, authorized := GenerateKey(t, "ed25519-openssh")
-	s := StartSSHD(t, authorized)
+	s := startSSHDFor(t, server, []string{authorized})
 
 	user, addr := splitSSHEndpoint(t, s.Endpoint())
 	hostKey, _, _, _, err := ssh.ParseAuthorizedKey([]byte(s.HostKey()))
@@ -88,6 +101,33 @@ func TestSSHD(t *testing.T) {
 		}
 	})
 
+	t.Run("refuses another user", func(t *testing.T) {
+		refused := *config
+		refused.User = "pgcapture-nobody"
+		if client, err := ssh.Dial("tcp", addr, &refused); err == nil {
+			client.Close()
+			t.Fatal("the server let in a user other than " + user)
+		}
+	})
+
+	t.Run("offers the RSA host key too", func(t *testing.T) {
+		var offered ssh.PublicKey
+		rsa := *config
+		rsa.HostKeyAlgorithms = []string{ssh.KeyAlgoRSASHA256}
+		rsa.HostKeyCallback = func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			offered = key
+			return nil
+		}
+		client, err := ssh.Dial("tcp", addr, &rsa)
+		if err != nil {
+			t.Fatalf("logging in asking for an RSA host key: %v", err)
+		}
+		client.Close()
+		if offered == nil || offered.Type() != ssh.KeyAlgoRSA {
+			t.Errorf("the server offered %v, want an RSA key", offered)
+		}
+	})
+
 	client, err := ssh.Dial("tcp", addr, config)
 	if err != nil {
 		t.Fatalf("logging in to %s: %v", s.Endpoint(), err)
@@ -107,6 +147,43 @@ func TestSSHD(t *testing.T) {
 		got := make([]byte, 5)
 		if _, err := io.ReadFull(conn, got); err != nil || string(got) != "ping\n" {
 			t.Fatalf("echo through the tunnel: got %q, %v", got, err)
+		}
+	})
+
+	t.Run("reports a forward to a closed port as a failed connection", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		closed := l.Addr().String()
+		l.Close()
+		conn, err := client.Dial("tcp", closed)
+		if err == nil {
+			conn.Close()
+			t.Fatalf("a direct-tcpip channel to %s, where nothing listens, was opened", closed)
+		}
+		if openErr, ok := errors.AsType[*ssh.OpenChannelError](err); !ok || openErr.Reason != ssh.ConnectionFailed {
+			t.Errorf("got %v, want an open channel error with reason %v", err, ssh.ConnectionFailed)
+		}
+	})
+
+	t.Run("passes on half-closes", func(t *testing.T) {
+		// A server that reads until EOF, then answers.
+		addr := ServeTCP(t, func(c net.Conn) {
+			data, _ := io.ReadAll(c)
+			c.Write(append([]byte("got "), data...))
+		})
+		conn, err := client.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.Write([]byte("request"))
+		if err := conn.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := io.ReadAll(conn); err != nil || string(got) != "got request" {
+			t.Errorf("after a half-close: got %q, %v", got, err)
 		}
 	})
 
