@@ -66,7 +66,7 @@ func buildConnector() (dir, path string, err error) {
 	cmd := exec.Command("go", append(args, "./source-postgres")...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
+		os.RemoveAll(dir) //nolint:errcheck // best-effort cleanup; the build failure is the error
 		return "", "", fmt.Errorf("go build ./source-postgres in %s: %w\n%s", root, err, out)
 	}
 	return dir, path, nil
@@ -120,8 +120,8 @@ type Connector struct {
 
 func (c *Connector) command() *exec.Cmd {
 	cmd := exec.Command(c.Path, c.Args...)
-	env := append(os.Environ(), "FLOW_RUNTIME_CODEC=json")
-	cmd.Env = append(env, c.Env...) // later entries win
+	cmd.Env = append(os.Environ(), "FLOW_RUNTIME_CODEC=json")
+	cmd.Env = append(cmd.Env, c.Env...) // later entries win
 	// Don't outlive a test binary that dies without cleaning up.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd
@@ -190,7 +190,7 @@ func unaryResponse(request, stdout []byte) (map[string]json.RawMessage, string) 
 		got = key
 	}
 	var req map[string]json.RawMessage
-	json.Unmarshal(request, &req)
+	json.Unmarshal(request, &req) //nolint:errcheck // the request is the test's own, marshalled by Call
 	for kind := range req {
 		if want, ok := unaryResponses[kind]; ok && got != want {
 			return nil, fmt.Sprintf("a %q request was answered with %q, want %q", kind, got, want)
