@@ -214,7 +214,7 @@ func startSession(path, codec string, env []string, req openRequest, logPath, pr
 		err := s.read(bufio.NewReaderSize(stdout, 1<<20))
 		// Drain what remains so that the connector never blocks on a full
 		// pipe while it shuts down.
-		io.Copy(io.Discard, stdout)
+		io.Copy(io.Discard, stdout) //nolint:errcheck // draining only; read has reported the stream's own error
 		waitErr := cmd.Wait()
 		s.rss.stop()
 		s.mu.Lock()

@@ -155,7 +155,7 @@ func startSSHD(dir string, authorizedKeys []string) (*SSHD, error) {
 		return nil, fmt.Errorf("finding a free port: %w", err)
 	}
 	s.port = l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	l.Close() //nolint:errcheck // only its free port is wanted, for sshd
 
 	configPath := filepath.Join(dir, "sshd_config")
 	if err := os.WriteFile(configPath, []byte(s.config()), 0o600); err != nil {
@@ -170,7 +170,7 @@ func startSSHD(dir string, authorizedKeys []string) (*SSHD, error) {
 		return nil, fmt.Errorf("running %s: %w", SSHDPath, err)
 	}
 	go func() {
-		s.cmd.Wait()
+		s.cmd.Wait() //nolint:errcheck // sshd is stopped by a signal; its log says why it exited
 		close(s.exited)
 	}()
 	if err := s.waitReady(); err != nil {
@@ -233,7 +233,7 @@ func sshdGreets(addr string) bool {
 		return false
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(2 * time.Second))
+	conn.SetDeadline(time.Now().Add(2 * time.Second)) //nolint:errcheck // cannot fail on a fresh TCP connection
 	banner, err := bufio.NewReader(conn).ReadString('\n')
 	return err == nil && strings.HasPrefix(banner, "SSH-2.0-")
 }
