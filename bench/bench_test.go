@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"io"
 	"os/exec"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"pgcapture/protocol"
 )
@@ -26,8 +29,9 @@ func protocolCodec(t *testing.T, codec string) protocol.Codec {
 	return c
 }
 
-// The driver encodes requests by hand; the connector's own decoder must read
-// the same Open request from either codec, and the acknowledgements.
+// The driver encodes JSON requests by hand and proto ones with the protocol
+// package; the connector's own decoder must read the same Open request from
+// either codec, and the acknowledgements.
 func TestRequestsDecodeAsTheConnectorReadsThem(t *testing.T) {
 	req := openRequest{
 		config:    json.RawMessage(`{"address":"127.0.0.1:5432","database":"bench","advanced":{"slotName":"bench_proto"}}`),
@@ -137,9 +141,12 @@ func compact(t *testing.T, raw json.RawMessage) string {
 }
 
 func TestSessionRejectsUnknownResponses(t *testing.T) {
+	// capture.Response{spec (1): {protocol (1): 3032023}}, framed.
+	spec := protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 3032023)
+	response := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), spec)
 	for codec, output := range map[string][]byte{
 		"json":  []byte(`{"spec":{"protocol":3032023}}` + "\n"),
-		"proto": protoFrame(appendMessageField(nil, 1, appendVarintField(nil, 1, 3032023))),
+		"proto": append(binary.LittleEndian.AppendUint32(nil, uint32(len(response))), response...),
 	} {
 		s := &session{codec: codec, changed: make(chan struct{}), wakeAcks: make(chan struct{}, 1)}
 		if err := s.read(bufio.NewReader(bytes.NewReader(output))); err == nil {

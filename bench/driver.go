@@ -61,45 +61,33 @@ func (r openRequest) encode(codec string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Field numbers are those of capture.Request.Open and the flow types it
-	// holds (see /work/shared/flow-capture-protocol.md and protocol's decoder).
-	var coll []byte
-	coll = appendStringField(coll, 1, r.collection())
-	for _, k := range r.key {
-		coll = appendStringField(coll, 3, k)
+	coll := protocol.CollectionSpec{
+		Name:        r.collection(),
+		Key:         r.key,
+		UUIDPtr:     "/_meta/uuid",
+		WriteSchema: json.RawMessage(`{"type":"object"}`),
 	}
-	coll = appendStringField(coll, 4, "/_meta/uuid")
 	for _, k := range r.key {
-		proj := appendStringField(nil, 1, k)
-		proj = appendStringField(proj, 2, strings.TrimPrefix(k, "/"))
-		proj = appendVarintField(proj, 5, 1) // is_primary_key
-		coll = appendMessageField(coll, 6, proj)
+		coll.Projections = append(coll.Projections, protocol.Projection{Ptr: k, Field: strings.TrimPrefix(k, "/"), IsPrimaryKey: true})
 	}
-	coll = appendMessageField(coll, 8, []byte(`{"type":"object"}`))
-
-	binding := appendMessageField(nil, 1, resource)
-	binding = appendStringField(binding, 2, r.namespace)
-	binding = appendStringField(binding, 2, r.stream)
-	binding = appendMessageField(binding, 3, coll)
-	binding = appendStringField(binding, 5, r.stateKey())
-
-	capture := appendStringField(nil, 1, captureName)
-	capture = appendVarintField(capture, 2, 7) // ConnectorType IMAGE
-	capture = appendMessageField(capture, 3, r.config)
-	capture = appendMessageField(capture, 4, binding)
-	capture = appendVarintField(capture, 5, 1) // interval_seconds
-
-	var rng []byte // an unsplit shard: keys and r-clocks 0 through MaxUint32
-	rng = protowire.AppendTag(rng, 3, protowire.Fixed32Type)
-	rng = protowire.AppendFixed32(rng, math.MaxUint32)
-	rng = protowire.AppendTag(rng, 5, protowire.Fixed32Type)
-	rng = protowire.AppendFixed32(rng, math.MaxUint32)
-
-	open := appendMessageField(nil, 1, capture)
-	open = appendStringField(open, 2, "test")
-	open = appendMessageField(open, 3, rng)
-	open = appendMessageField(open, 4, state)
-	return protoFrame(appendMessageField(nil, 5, open)), nil
+	return protocol.AppendProtoOpen(nil, &protocol.OpenRequest{
+		Capture: &protocol.CaptureSpec{
+			Name:          captureName,
+			ConnectorType: protocol.ConnectorTypeImage,
+			Config:        r.config,
+			Bindings: []protocol.CaptureBinding{{
+				ResourceConfig: resource,
+				ResourcePath:   []string{r.namespace, r.stream},
+				Collection:     coll,
+				StateKey:       r.stateKey(),
+			}},
+			IntervalSeconds: 1,
+		},
+		Version: "test",
+		// An unsplit shard: keys and r-clocks 0 through MaxUint32.
+		Range: &protocol.RangeSpec{KeyEnd: math.MaxUint32, RClockEnd: math.MaxUint32},
+		State: state,
+	}), nil
 }
 
 // encodeAck frames an acknowledgement of n checkpoints.
@@ -107,26 +95,7 @@ func encodeAck(codec string, n int) []byte {
 	if codec == "json" {
 		return fmt.Appendf(nil, `{"acknowledge":{"checkpoints":%d}}`+"\n", n)
 	}
-	return protoFrame(appendMessageField(nil, 6, appendVarintField(nil, 1, uint64(n))))
-}
-
-func protoFrame(msg []byte) []byte {
-	return append(binary.LittleEndian.AppendUint32(nil, uint32(len(msg))), msg...)
-}
-
-func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
-}
-
-func appendStringField(b []byte, num protowire.Number, s string) []byte {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
-}
-
-func appendMessageField(b []byte, num protowire.Number, msg []byte) []byte {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, msg)
+	return protocol.AppendProtoAcknowledge(nil, uint32(n))
 }
 
 // checkpoint is one checkpoint as the driver saw it.
@@ -214,7 +183,7 @@ func startSession(path, codec string, env []string, req openRequest, logPath, pr
 		err := s.read(bufio.NewReaderSize(stdout, 1<<20))
 		// Drain what remains so that the connector never blocks on a full
 		// pipe while it shuts down.
-		io.Copy(io.Discard, stdout)
+		io.Copy(io.Discard, stdout) //nolint:errcheck // draining only; read has reported the stream's own error
 		waitErr := cmd.Wait()
 		s.rss.stop()
 		s.mu.Lock()

@@ -76,17 +76,22 @@ func main() {
 		os.Exit(2)
 	}
 
+	if err := measureAndReport(opts); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// measureAndReport runs the measurements, which an interrupt or SIGTERM
+// ends, and prints the report.
+func measureAndReport(opts options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := run(ctx, opts, os.Stderr)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
+		return err
 	}
-	if err := report(res, opts.out, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
+	return report(res, opts.out, os.Stdout)
 }
 
 func (o *options) validate() error {

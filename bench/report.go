@@ -60,7 +60,7 @@ func writeTable(w io.Writer, r *results) {
 			m.Phase, m.Consumer, count(int64(m.RowsPerSecond)), ratio, target, m.Seconds,
 			m.CPUSeconds/float64(max(m.Rows, 1))*1e6, seconds(m.StartupSeconds), megabytes(m.PeakRSS), megabytes(m.SteadyRSS))
 	}
-	tw.Flush()
+	tw.Flush() //nolint:errcheck // w is an in-memory buffer (see report)
 	if l := r.Latency; l != nil {
 		fmt.Fprintf(w, "\nlatency of %d single-row commits, INSERT to the checkpoint on stdout: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
 			l.Commits, l.P50Ms, l.P99Ms, l.MaxMs)

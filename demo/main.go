@@ -34,17 +34,23 @@ func main() {
 	duration := flag.Duration("duration", 0, "stop after this long (0: run until interrupted)")
 	flag.Parse()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if *duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *duration)
-		defer cancel()
-	}
-	if err := run(ctx, os.Stdout, os.Stderr, *interval); err != nil {
+	if err := runUntilSignalled(*interval, *duration); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
+}
+
+// runUntilSignalled runs the demo until it is interrupted or, given a
+// duration, for that long.
+func runUntilSignalled(interval, duration time.Duration) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, duration)
+		defer cancel()
+	}
+	return run(ctx, os.Stdout, os.Stderr, interval)
 }
 
 // setup is what a database administrator runs once for a capture.
@@ -137,11 +143,12 @@ func run(ctx context.Context, stdout, stderr io.Writer, interval time.Duration) 
 
 	err = writeLoop(ctx, conn, stderr, interval, exited)
 	capture.Process.Signal(syscall.SIGTERM)
+	// The exit status after the signal (or the kill) tells nothing new.
 	select {
-	case <-exited:
+	case <-exited: //nolint:errcheck // see above
 	case <-time.After(10 * time.Second):
 		capture.Process.Kill()
-		<-exited
+		<-exited //nolint:errcheck // see above
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		fmt.Fprintln(stderr, "demo: stopped; the throwaway database is removed")

@@ -91,8 +91,8 @@ func (w *Writer) WriteCaptured(binding uint32, doc []byte) error {
 	}
 	// bufio.Writer remembers a failed write and reports it from every later
 	// one, so checking the last write suffices.
-	w.buf.Write(header)
-	w.buf.Write(doc)
+	w.buf.Write(header) //nolint:errcheck // see above
+	w.buf.Write(doc)    //nolint:errcheck // see above
 	if _, err := w.buf.WriteString(trailer); err != nil {
 		return fmt.Errorf("writing captured document of binding %d: %w", binding, err)
 	}
@@ -239,8 +239,9 @@ func (w *Writer) writeProto(what string, num protowire.Number, msg []byte) error
 	header := binary.LittleEndian.AppendUint32(w.header[:0], uint32(size))
 	header = protowire.AppendTag(header, num, protowire.BytesType)
 	header = protowire.AppendVarint(header, uint64(len(msg)))
-	w.buf.Write(header) // a failure is remembered and reported by Flush
-	w.buf.Write(msg)
+	// A failed write is remembered, and reported by Flush.
+	w.buf.Write(header) //nolint:errcheck // see above
+	w.buf.Write(msg)    //nolint:errcheck // see above
 	if err := w.buf.Flush(); err != nil {
 		return fmt.Errorf("writing %s response: %w", what, err)
 	}

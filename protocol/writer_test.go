@@ -312,9 +312,13 @@ func TestWriteCapturedIsBufferedUntilFlush(t *testing.T) {
 		var want bytes.Buffer
 		ref := NewWriter(&want, c)
 		for i := range 3 {
-			ref.WriteCaptured(uint32(i), []byte(`{"id":1}`))
+			if err := ref.WriteCaptured(uint32(i), []byte(`{"id":1}`)); err != nil {
+				t.Fatal(err)
+			}
 		}
-		ref.WriteCheckpoint([]byte(`{}`), true)
+		if err := ref.WriteCheckpoint([]byte(`{}`), true); err != nil {
+			t.Fatal(err)
+		}
 		if !bytes.Equal(out.Bytes(), want.Bytes()) || out.Len() == 0 {
 			t.Errorf("%v: after checkpoint got %q, want %q", c, out.Bytes(), want.Bytes())
 		}

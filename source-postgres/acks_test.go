@@ -64,8 +64,10 @@ func TestAcknowledgementsMoveTheSlot(t *testing.T) {
 			return false
 		}
 		var blocked bool
-		f.conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%second%')`).Scan(&blocked)
+		if err := f.conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%second%')`).Scan(&blocked); err != nil {
+			t.Fatal(err)
+		}
 		return blocked
 	})
 	cursors := checkpointCursors(t, s, state)

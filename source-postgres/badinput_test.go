@@ -29,7 +29,7 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	closedAddr := closed.Addr().String()
-	closed.Close()
+	closed.Close() //nolint:errcheck // only its free port is wanted; nothing listens there now
 
 	// A database that the public may not connect to.
 	private := f.pg.NewDatabase(t)
@@ -155,7 +155,7 @@ func runCommand(t *testing.T, bin *connectorBin, command string, cfg map[string]
 func TestBadInputNoAnswer(t *testing.T) {
 	t.Parallel()
 	// Read and never answer, holding the connection open.
-	addr := testsupport.ServeTCP(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	addr := testsupport.ServeTCP(t, func(c net.Conn) { io.Copy(io.Discard, c) }) //nolint:errcheck // a test server; the client ends the connection
 	cfg := map[string]any{"address": addr, "user": "flow", "password": "secret", "database": "db"}
 	r := newConnectorBin(t).request(t, discoverRequest(cfg))
 	expectFailure(t, "discover", r, fmt.Sprintf("the database at %s did not respond before the connection attempt timed out", addr), `check "address"`)

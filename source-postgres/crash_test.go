@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -198,7 +199,7 @@ func (c *crashRun) checkAfterQuiet(s *testsupport.Session, a *acker, w *testsupp
 	c.checks++
 	docs := committedDocs(s, n)
 	for i, tbl := range c.tables[:c.bound] {
-		all := append(c.committed[i][:len(c.committed[i]):len(c.committed[i])], docs[i]...)
+		all := append(slices.Clip(c.committed[i]), docs[i]...)
 		query, args, what := tbl.query, []any(nil), "backfilled"
 		if scanned, ok := c.scanned(state, tbl); ok {
 			query, args, what = tbl.query+" WHERE "+tbl.bound, []any{scanned}, fmt.Sprintf("backfilled up to %#v", scanned)

@@ -120,7 +120,7 @@ func (pm *podman) build(t *testing.T, goImage, baseImage string) string {
 		"--build-arg", "GO_IMAGE="+goImage, "--build-arg", "BASE_IMAGE="+baseImage,
 		"--volume", proxy+":/goproxy:ro",
 		"--tag", ref, root)
-	t.Cleanup(func() { pm.command(context.Background(), "rmi", "--force", ref).Run() })
+	t.Cleanup(func() { pm.command(context.Background(), "rmi", "--force", ref).Run() }) //nolint:errcheck // best-effort cleanup of a throwaway image
 	size := pm.output(t, time.Minute, "image", "inspect", "--format", "{{.Size}}", ref)
 	t.Logf("built %s in %v: %s bytes", ref, time.Since(start).Round(100*time.Millisecond), strings.TrimSpace(string(size)))
 	return ref

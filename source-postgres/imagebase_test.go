@@ -143,7 +143,7 @@ func (s standIn) ensure(t *testing.T, pm *podman) string {
 	if tw.err == nil {
 		tw.err = tw.tw.Close()
 	}
-	stdin.Close()
+	stdin.Close() //nolint:errcheck // podman sees the end of its input either way; its exit status is checked below
 	if err := cmd.Wait(); err != nil || tw.err != nil {
 		t.Fatalf("importing %s: %v, %v\n%s", ref, err, tw.err, out.String())
 	}
@@ -152,7 +152,7 @@ func (s standIn) ensure(t *testing.T, pm *podman) string {
 	tags, _ := pm.command(context.Background(), "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference="+s.repo).Output()
 	for _, old := range strings.Fields(string(tags)) {
 		if old != ref {
-			pm.command(context.Background(), "rmi", old).Run() // one still in use stays
+			pm.command(context.Background(), "rmi", old).Run() //nolint:errcheck // best effort: one still in use stays
 		}
 	}
 	return ref

@@ -31,7 +31,9 @@ func TestKeylessTables(t *testing.T) {
 	for _, name := range []string{"public/logs", "public/readings"} {
 		b := got[name]
 		var res map[string]string
-		json.Unmarshal(b.ResourceConfig, &res)
+		if err := json.Unmarshal(b.ResourceConfig, &res); err != nil {
+			t.Fatalf("%s: resource config %s: %v", name, b.ResourceConfig, err)
+		}
 		if !slices.Equal(b.Key, loc) || !b.IsFallbackKey || res["mode"] != "Without Primary Key" {
 			t.Errorf("%s: discovered key %v, fallback %v, resource %s; want the location key, a fallback, and mode Without Primary Key", name, b.Key, b.IsFallbackKey, b.ResourceConfig)
 		}

@@ -28,23 +28,29 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	if err := runUntilSignalled(log); err != nil {
+		// The runtime reports a failed connector by the last line of its
+		// stderr, so the error is the last thing logged.
+		log.Error(err.Error())
+		os.Exit(1)
+	}
+}
+
+// runUntilSignalled runs the connector until it finishes or an interrupt or
+// SIGTERM ends it; an end by signal is a clean exit.
+func runUntilSignalled(log *logrus.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	stopProfile, err := startProfile(os.Getenv("PGCAPTURE_CPUPROFILE"))
 	if err != nil {
-		log.Error(err.Error())
-		os.Exit(1)
+		return err
 	}
-
 	err = run(ctx, os.Args[1:], os.Stdin, os.Stdout, log)
 	stopProfile()
-	if err == nil || (sqlcapture.IsCancellation(err) && ctx.Err() != nil) {
-		return
+	if sqlcapture.IsCancellation(err) && ctx.Err() != nil {
+		return nil
 	}
-	// The runtime reports a failed connector by the last line of its
-	// stderr, so the error is the last thing logged.
-	log.Error(err.Error())
-	os.Exit(1)
+	return err
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, log *logrus.Logger) error {
@@ -89,12 +95,14 @@ func startProfile(path string) (stop func(), err error) {
 		return nil, fmt.Errorf("PGCAPTURE_CPUPROFILE: %w", err)
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
+		f.Close() //nolint:errcheck // the profile never started; its error is the one returned
 		return nil, fmt.Errorf("PGCAPTURE_CPUPROFILE: %w", err)
 	}
 	return func() {
 		pprof.StopCPUProfile()
-		f.Close()
+		if err := f.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "PGCAPTURE_CPUPROFILE: the profile may be incomplete: %v\n", err)
+		}
 	}, nil
 }
 

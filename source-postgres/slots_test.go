@@ -157,7 +157,9 @@ func TestSlotInvalidated(t *testing.T) {
 		s.WaitOpened(t, 30*time.Second)
 		waitUntil(t, 30*time.Second, "the connector to stream from the slot", func() bool {
 			var active bool
-			f.conn.QueryRow(context.Background(), `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, f.slot).Scan(&active)
+			if err := f.conn.QueryRow(context.Background(), `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, f.slot).Scan(&active); err != nil {
+				t.Fatal(err)
+			}
 			return active
 		})
 		f.loseSlot(t)
@@ -184,7 +186,9 @@ func (f *fixture) loseSlot(t *testing.T) {
 		f.exec(t, `SELECT pg_switch_wal()`)
 		f.exec(t, `CHECKPOINT`)
 		var status string
-		f.conn.QueryRow(context.Background(), `SELECT COALESCE(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1`, f.slot).Scan(&status)
+		if err := f.conn.QueryRow(context.Background(), `SELECT COALESCE(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1`, f.slot).Scan(&status); err != nil {
+			t.Fatal(err)
+		}
 		return status == "lost"
 	})
 }

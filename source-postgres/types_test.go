@@ -12,7 +12,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"pgcapture/source-postgres/discovery"
 	"pgcapture/testsupport"
 )
 
@@ -289,7 +288,7 @@ func subset(a, b []string) bool {
 // verify checks a document value against what PostgreSQL says of the
 // stored row 1.
 func (o oracle) verify(conn *pgx.Conn, column string, value json.RawMessage) error {
-	expr := strings.ReplaceAll(o.sql, "COL", discovery.QuoteIdent(column))
+	expr := strings.ReplaceAll(o.sql, "COL", pgx.Identifier{column}.Sanitize())
 	if o.kind == oracleJSON {
 		expr = "(" + expr + ")::jsonb::text"
 	}

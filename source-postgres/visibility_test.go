@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -49,11 +50,13 @@ func TestChunkWaitsForDeliveredTransactions(t *testing.T) {
 	}()
 	waitUntil(t, 30*time.Second, "the update to wait for the synchronous standby", func() bool {
 		var waiting bool
-		f.conn.QueryRow(context.Background(), "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'SyncRep')", pid).Scan(&waiting)
+		if err := f.conn.QueryRow(context.Background(), "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'SyncRep')", pid).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
 		return waiting
 	})
 
-	bindings := append(warmup, testsupport.Binding{Namespace: "public", Stream: "t", Key: []string{"/id"}})
+	bindings := append(slices.Clip(warmup), testsupport.Binding{Namespace: "public", Stream: "t", Key: []string{"/id"}})
 	s2 := f.connector.Open(t, testsupport.OpenRequest(f.config(), bindings, state), testsupport.SessionOptions{AutoAck: true})
 	tKey := protocol.StateKey([]string{"public", "t"}, 0)
 	s2.WaitFor(t, 60*time.Second, "a chunk to wait for the transaction (or the backfill to finish without it)", func(s *testsupport.Session) bool {
@@ -62,7 +65,9 @@ func TestChunkWaitsForDeliveredTransactions(t *testing.T) {
 	})
 	// Cancelling the wait makes the (locally committed) update visible.
 	f.exec(t, "SELECT pg_cancel_backend($1)", pid)
-	<-updated
+	if err := <-updated; err != nil {
+		t.Fatalf("the update: %v", err)
+	}
 	s2.WaitFor(t, 60*time.Second, "the backfill to finish", func(s *testsupport.Session) bool {
 		return streamMode(t, s.State(), tKey) == "Active"
 	})

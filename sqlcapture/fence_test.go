@@ -15,10 +15,9 @@ import (
 // delivers changes of a long transaction for a while (or nothing at all),
 // and then, unless silent, the fence.
 type fenceDB struct {
-	events   chan *Batch
-	busyFor  time.Duration
-	silent   bool
-	finished chan struct{}
+	events  chan *Batch
+	busyFor time.Duration
+	silent  bool
 }
 
 func (db *fenceDB) StartReplication(context.Context, string) (ReplicationStream, error) {

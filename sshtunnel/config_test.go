@@ -34,7 +34,7 @@ func TestOpenRejectsBadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Deprecated, but old keys are encrypted this way and must be recognized.
-	legacy, err := x509.EncryptPEMBlock(rand.Reader, "RSA PRIVATE KEY", []byte(secret), []byte("passphrase"), x509.PEMCipherAES256)
+	legacy, err := x509.EncryptPEMBlock(rand.Reader, "RSA PRIVATE KEY", []byte(secret), []byte("passphrase"), x509.PEMCipherAES256) //nolint:staticcheck // see above
 	if err != nil {
 		t.Fatal(err)
 	}

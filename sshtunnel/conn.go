@@ -26,8 +26,8 @@ func (t *Tunnel) newChannelConn(channel net.Conn, network, addr string) net.Conn
 	go func() {
 		// From the caller to the far end. Closing the channel ends the copy
 		// below, once the far end has seen it.
-		io.Copy(channel, remote)
-		channel.Close()
+		io.Copy(channel, remote) //nolint:errcheck // either end closing ends the copy; the copy below records why
+		channel.Close()          //nolint:errcheck // teardown; the copies have recorded why
 	}()
 	go func() {
 		// From the far end to the caller, and the only goroutine to close
@@ -40,8 +40,8 @@ func (t *Tunnel) newChannelConn(channel net.Conn, network, addr string) net.Conn
 				c.down.Store(&tunnelDownError{op: "using the connection to", addr: addr, cause: cause})
 			}
 		}
-		remote.Close()
-		channel.Close()
+		remote.Close()  //nolint:errcheck // teardown; the copies have recorded why
+		channel.Close() //nolint:errcheck // teardown; the copies have recorded why
 	}()
 	return c
 }

@@ -48,7 +48,7 @@ func ParsePrivateKey(text string) (ssh.Signer, error) {
 		return nil, fmt.Errorf("%q is not a valid SSH private key in PEM or OpenSSH format: its %q block cannot be parsed (%w); paste %s",
 			privateKeyField, block.Type, err, acceptedFormats)
 	}
-	if signer.PublicKey().Type() == ssh.InsecureKeyAlgoDSA {
+	if signer.PublicKey().Type() == ssh.InsecureKeyAlgoDSA { //nolint:staticcheck // named to be refused
 		return nil, fmt.Errorf("%q is a DSA key, which current SSH servers refuse: generate an Ed25519 key "+
 			"(ssh-keygen -t ed25519), authorize it on the SSH server and paste its private key", privateKeyField)
 	}

@@ -111,11 +111,11 @@ func Open(ctx context.Context, cfg Config) (*Tunnel, error) {
 	}
 	// The handshake takes no context, so closing the connection is what
 	// interrupts it when ctx ends.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	stop := context.AfterFunc(ctx, func() { conn.Close() }) //nolint:errcheck // the handshake's error is the one reported
 	sshConn, chans, reqs, err := ssh.NewClientConn(conn, server, clientConfig)
 	if !stop() {
 		if err == nil {
-			sshConn.Close()
+			sshConn.Close() //nolint:errcheck // the context's cause is the one reported
 		}
 		return nil, fmt.Errorf("ssh tunnel: SSH handshake with %s: %w", server, context.Cause(ctx))
 	}
@@ -186,8 +186,7 @@ func (t *Tunnel) keepalive(interval time.Duration) {
 		select {
 		case <-t.done:
 			return
-		case <-replies:
-			// An error means the connection is gone, which watch reports.
+		case <-replies: //nolint:errcheck // an error means the connection is gone, which watch reports
 		case <-timer.C:
 			t.fail(fmt.Errorf("ssh tunnel: SSH server %s did not answer a keepalive within %s", t.server, interval))
 			return
@@ -203,7 +202,7 @@ func (t *Tunnel) fail(err error) {
 		t.err = err
 	}
 	t.mu.Unlock()
-	t.client.Close()
+	t.client.Close() //nolint:errcheck // ending the tunnel; watch records why it ended
 }
 
 // DialContext connects to addr, as resolved and reached by the SSH server.
@@ -282,7 +281,7 @@ func (t *Tunnel) lost() error {
 	}
 	// The connection is failing; closing it makes sure that it ends, and
 	// watch records why it did.
-	t.client.Close()
+	t.client.Close() //nolint:errcheck // ending the tunnel; watch records why it ended
 	<-t.done
 	return t.Err()
 }

@@ -293,11 +293,11 @@ func TestUnreachableEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	closedAddr := closed.Addr().String()
-	closed.Close()
+	closed.Close() //nolint:errcheck // only its free port is wanted; nothing listens there now
 
 	// A server that accepts connections but never speaks, like a firewall
 	// that swallows packets after the handshake.
-	silent := testsupport.ServeTCP(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	silent := testsupport.ServeTCP(t, func(c net.Conn) { io.Copy(io.Discard, c) }) //nolint:errcheck // a test server; the client ends the connection
 
 	tests := []struct {
 		name, addr string
@@ -352,7 +352,7 @@ func checkDead(t *testing.T, tunnel *sshtunnel.Tunnel, openConn *pgconn.PgConn) 
 
 	start := time.Now()
 	if conn, err := tunnel.DialContext(ctx, "tcp", "127.0.0.1:5432"); err == nil {
-		conn.Close()
+		conn.Close() //nolint:errcheck // the test fails anyway
 		t.Error("DialContext succeeded through a dead tunnel")
 	} else if !errors.Is(err, cause) || strings.Count(err.Error(), "ssh tunnel: ") != 1 {
 		t.Errorf("DialContext error %q does not wrap the tunnel's %q once", err, cause)
@@ -506,7 +506,7 @@ func TestDial(t *testing.T) {
 		t.Fatal(err)
 	}
 	closedAddr := closed.Addr().String()
-	closed.Close()
+	closed.Close() //nolint:errcheck // only its free port is wanted; nothing listens there now
 
 	failures := []struct {
 		name, network, addr, want string
@@ -520,7 +520,7 @@ func TestDial(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			conn, err := tunnel.DialContext(context.Background(), tt.network, tt.addr)
 			if err == nil {
-				conn.Close()
+				conn.Close() //nolint:errcheck // the test fails anyway
 				t.Fatal("DialContext succeeded")
 			}
 			if !strings.HasPrefix(err.Error(), "ssh tunnel: ") || !strings.Contains(err.Error(), tt.want) {
@@ -536,7 +536,7 @@ func TestDial(t *testing.T) {
 // startEcho runs a TCP echo server and returns its address.
 func startEcho(t testing.TB) string {
 	t.Helper()
-	return testsupport.ServeTCP(t, func(c net.Conn) { io.Copy(c, c) })
+	return testsupport.ServeTCP(t, func(c net.Conn) { io.Copy(c, c) }) //nolint:errcheck // a test server; the client ends the connection
 }
 
 // BenchmarkConn measures round trips through a tunneled connection, the path

@@ -75,8 +75,8 @@ type Connector struct {
 
 func (c *Connector) command() *exec.Cmd {
 	cmd := exec.Command(c.Path, c.Args...)
-	env := append(os.Environ(), "FLOW_RUNTIME_CODEC=json")
-	cmd.Env = append(env, c.Env...) // later entries win
+	cmd.Env = append(os.Environ(), "FLOW_RUNTIME_CODEC=json")
+	cmd.Env = append(cmd.Env, c.Env...) // later entries win
 	// Don't outlive a test binary that dies without cleaning up.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd
@@ -145,7 +145,7 @@ func unaryResponse(request, stdout []byte) (map[string]json.RawMessage, string) 
 		got = key
 	}
 	var req map[string]json.RawMessage
-	json.Unmarshal(request, &req)
+	json.Unmarshal(request, &req) //nolint:errcheck // the request is the test's own, marshalled by Call
 	for kind := range req {
 		if want, ok := unaryResponses[kind]; ok && got != want {
 			return nil, fmt.Sprintf("a %q request was answered with %q, want %q", kind, got, want)

@@ -414,7 +414,7 @@ func startCluster(opts Options) (_ *Postgres, err error) {
 	}
 	defer func() {
 		if err != nil {
-			p.destroy()
+			p.destroy() //nolint:errcheck // the setup error is the one returned
 		}
 	}()
 	if err := p.chown(baseDir); err != nil {
@@ -581,7 +581,7 @@ func (p *Postgres) start() error {
 	}()
 
 	if err := p.waitReady(srv); err != nil {
-		srv.stop(syscall.SIGQUIT)
+		srv.stop(syscall.SIGQUIT) //nolint:errcheck // the startup failure is the error; the log says why
 		log := readFrom(logPath, logStart)
 		if strings.Contains(log, "Address already in use") {
 			return fmt.Errorf("port %d: %w", p.port, errPortInUse)

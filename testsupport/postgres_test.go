@@ -190,7 +190,7 @@ func TestDatabaseName(t *testing.T) {
 			t.Errorf("databaseName(%q) = %q, want %q followed by 8 hex digits", tc.testName, got, tc.prefix)
 		}
 	}
-	if databaseName("TestX") == databaseName("TestX") {
+	if first, second := databaseName("TestX"), databaseName("TestX"); first == second {
 		t.Errorf("databaseName is not unique")
 	}
 }

@@ -627,7 +627,7 @@ func (s *Session) Kill() {
 // test on protocol violations not reported yet.
 func (s *Session) Stop(t testing.TB) error {
 	t.Helper()
-	s.stdin.Close()
+	s.stdin.Close() //nolint:errcheck // closing stdin only signals the end; the exit status is what Stop reports
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.done:

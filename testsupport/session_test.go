@@ -279,7 +279,7 @@ echo '{"spec":{"protocol":3032023}}'
 	}
 
 	wrong := scriptedConnector(t, `read -r request; echo '{"spec":{}}'`)
-	got := failures(t, func(tb testing.TB) { wrong.Call(tb, map[string]any{"validate": map[string]any{}}) })
+	got := failures(t, func(tb testing.TB) { wrong.Call(tb, map[string]any{"validate": map[string]any{}}) }) //nolint:errcheck // the failures reported through tb are the result
 	if len(got) != 1 || !strings.Contains(got[0], `a "validate" request was answered with "spec"`) {
 		t.Errorf("Call failures = %q, want a wrong response type", got)
 	}

@@ -166,7 +166,7 @@ func startSSHD(server sshServer, dir string, authorizedKeys []string) (*SSHD, er
 		return nil, fmt.Errorf("finding a free port: %w", err)
 	}
 	s.port = l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	l.Close() //nolint:errcheck // only its free port is wanted, for sshd
 
 	switch server {
 	case openSSH:
@@ -184,7 +184,7 @@ func startSSHD(server sshServer, dir string, authorizedKeys []string) (*SSHD, er
 		return nil, fmt.Errorf("running %s: %w", s.cmd.Path, err)
 	}
 	go func() {
-		s.cmd.Wait()
+		s.cmd.Wait() //nolint:errcheck // sshd is stopped by a signal; its log says why it exited
 		close(s.exited)
 	}()
 	if err := s.waitReady(); err != nil {
@@ -289,7 +289,7 @@ func sshdGreets(addr string) bool {
 		return false
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(2 * time.Second))
+	conn.SetDeadline(time.Now().Add(2 * time.Second)) //nolint:errcheck // cannot fail on a fresh TCP connection
 	banner, err := bufio.NewReader(conn).ReadString('\n')
 	return err == nil && strings.HasPrefix(banner, "SSH-2.0-")
 }

@@ -96,7 +96,7 @@ func testSSHServer(t *testing.T, server sshServer) {
 		refused := *config
 		refused.Auth = []ssh.AuthMethod{ssh.PublicKeys(other)}
 		if client, err := ssh.Dial("tcp", addr, &refused); err == nil {
-			client.Close()
+			client.Close() //nolint:errcheck // the test fails anyway
 			t.Fatal("sshd accepted a key that is not in authorized_keys")
 		}
 	})
@@ -191,7 +191,7 @@ func testSSHServer(t *testing.T, server sshServer) {
 		s.Suspend()
 		replied := make(chan struct{})
 		go func() {
-			client.SendRequest("keepalive@openssh.com", true, nil)
+			client.SendRequest("keepalive@openssh.com", true, nil) //nolint:errcheck // only whether it answers matters
 			close(replied)
 		}()
 		// Proving silence takes waiting; a live sshd answers in microseconds.
@@ -207,12 +207,12 @@ func testSSHServer(t *testing.T, server sshServer) {
 		dropped := make(chan error, 1)
 		go func() { dropped <- client.Wait() }()
 		select {
-		case <-dropped:
+		case <-dropped: //nolint:errcheck // the connection dropping is the point; its error says so
 		case <-time.After(10 * time.Second):
 			t.Fatal("the SSH connection survived Stop")
 		}
 		if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			conn.Close()
+			conn.Close() //nolint:errcheck // the test fails anyway
 			t.Fatal("sshd still accepts connections after Stop")
 		}
 		s.Stop() // a second Stop is harmless
@@ -232,5 +232,5 @@ func splitSSHEndpoint(t *testing.T, endpoint string) (user, addr string) {
 // startSSHEcho runs a TCP echo server and returns its address.
 func startSSHEcho(t *testing.T) string {
 	t.Helper()
-	return ServeTCP(t, func(c net.Conn) { io.Copy(c, c) })
+	return ServeTCP(t, func(c net.Conn) { io.Copy(c, c) }) //nolint:errcheck // a test server; the client ends the connection
 }

@@ -24,10 +24,10 @@ func ServeTCP(t testing.TB, handle func(net.Conn)) string {
 		wg    sync.WaitGroup
 	)
 	t.Cleanup(func() {
-		l.Close()
+		l.Close() //nolint:errcheck // test teardown
 		mu.Lock()
 		for _, c := range conns {
-			c.Close()
+			c.Close() //nolint:errcheck // test teardown
 		}
 		mu.Unlock()
 		wg.Wait()

@@ -124,7 +124,7 @@ func (s *Scanner) ScanChunk(ctx context.Context, t *Table, after []byte, offset 
 	}
 	defer func() {
 		if err != nil {
-			s.conn.Exec(context.WithoutCancel(ctx), "ROLLBACK").Close()
+			s.conn.Exec(context.WithoutCancel(ctx), "ROLLBACK").Close() //nolint:errcheck // the chunk's error is returned; a connection that cannot roll back fails the next BEGIN
 		}
 	}()
 	if t.physical {
@@ -214,18 +214,18 @@ func (s *Scanner) readRows(ctx context.Context, t *Table, query string, params [
 	for rr.NextRow() {
 		values := rr.Values()
 		if len(values) != len(t.columns) {
-			rr.Close()
+			rr.Close() //nolint:errcheck // the error returned is the cause
 			return 0, fmt.Errorf("chunk query of %s returned %d columns, expected %d", t.info.QuotedName(), len(values), len(t.columns))
 		}
 		doc, key, err := t.appendRow(s.doc[:0], s.key[:0], values, offset+int64(rows))
 		if err != nil {
-			rr.Close()
+			rr.Close() //nolint:errcheck // the error returned is the cause
 			return 0, err
 		}
 		s.doc, s.key = doc, key
 		rows++
 		if err := emit(sqlcapture.Row{Key: key, Doc: doc}); err != nil {
-			rr.Close()
+			rr.Close() //nolint:errcheck // the error returned is the cause
 			return 0, err
 		}
 	}

@@ -360,7 +360,7 @@ func TestExplainUnreachable(t *testing.T) {
 			t.Fatal(err)
 		}
 		addr := l.Addr().String()
-		l.Close()
+		l.Close() //nolint:errcheck // only its free port is wanted; nothing listens there now
 		return addr
 	}
 	serve := func(t *testing.T, handle func(net.Conn)) string { return testsupport.ServeTCP(t, handle) }
@@ -384,7 +384,7 @@ func TestExplainUnreachable(t *testing.T) {
 		{
 			name: "silent server",
 			address: func(t *testing.T) string {
-				return serve(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+				return serve(t, func(c net.Conn) { io.Copy(io.Discard, c) }) //nolint:errcheck // a test server; the client ends the connection
 			},
 			sslmode: "disable",
 			timeout: 300 * time.Millisecond,
@@ -396,9 +396,9 @@ func TestExplainUnreachable(t *testing.T) {
 				// Answer the SSLRequest with 'N' as a server with ssl=off does.
 				return serve(t, func(c net.Conn) {
 					if _, err := io.ReadFull(c, make([]byte, 8)); err == nil {
-						c.Write([]byte("N"))
+						c.Write([]byte("N")) //nolint:errcheck // the client's error is what the test checks
 					}
-					io.Copy(io.Discard, c)
+					io.Copy(io.Discard, c) //nolint:errcheck // a test server; the client ends the connection
 				})
 			},
 			sslmode: "require",

@@ -43,7 +43,7 @@ func decodeObject(raw json.RawMessage, v reflect.Value, prefix string) []error {
 
 	fields := jsonFields(v.Type())
 	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.Token() // The opening brace, checked above.
+	dec.Token() //nolint:errcheck // the opening brace, checked above
 
 	var errs []error
 	seen := make(map[string]bool)

@@ -2,7 +2,7 @@ package config
 
 import (
 	"context"
-	"crypto/dsa"
+	"crypto/dsa" //nolint:staticcheck // DSA keys are made to test that they are refused
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/asn1"
@@ -158,7 +158,7 @@ func encryptedLegacyKey(t *testing.T, rsaPEM string) string {
 	t.Helper()
 	block, _ := pem.Decode([]byte(rsaPEM))
 	// Deprecated, but old keys are encrypted this way and must be recognized.
-	encrypted, err := x509.EncryptPEMBlock(rand.Reader, block.Type, block.Bytes, []byte("passphrase"), x509.PEMCipherAES256)
+	encrypted, err := x509.EncryptPEMBlock(rand.Reader, block.Type, block.Bytes, []byte("passphrase"), x509.PEMCipherAES256) //nolint:staticcheck // see above
 	if err != nil {
 		t.Fatal(err)
 	}

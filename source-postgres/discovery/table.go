@@ -147,14 +147,6 @@ func escapePointer(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
 }
 
-// QuoteIdent quotes one identifier for SQL with pgx.Identifier.Sanitize,
-// the one quoting rule of the connector: every identifier is quoted, so that
-// case and reserved words are kept, and double quotes are doubled. Code that
-// imports pgx may call pgx.Identifier directly.
-func QuoteIdent(s string) string {
-	return pgx.Identifier{s}.Sanitize()
-}
-
 // column returns the column with the given name.
 func (t *Table) column(name string) *Column {
 	for _, c := range t.Columns {

@@ -32,11 +32,6 @@ func TestIdentifierQuoting(t *testing.T) {
 		if got := tc.parts.Sanitize(); got != tc.want {
 			t.Errorf("pgx.Identifier%q.Sanitize() = %s, want %s", []string(tc.parts), got, tc.want)
 		}
-		if len(tc.parts) == 1 {
-			if got := QuoteIdent(tc.parts[0]); got != tc.want {
-				t.Errorf("QuoteIdent(%q) = %s, want %s", tc.parts[0], got, tc.want)
-			}
-		}
 		if len(tc.parts) == 2 {
 			tbl := &Table{Schema: tc.parts[0], Name: tc.parts[1]}
 			if got := tbl.QuotedName(); got != tc.want {

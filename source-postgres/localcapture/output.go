@@ -36,7 +36,7 @@ func NewOutput(w io.Writer, statePath string, state sqlcapture.State, acks *sqlc
 
 // Captured implements sqlcapture.Output.
 func (o *Output) Captured(_ uint32, doc []byte) error {
-	o.w.Write(doc)
+	o.w.Write(doc) //nolint:errcheck // bufio.Writer keeps the error and WriteByte returns it
 	return o.w.WriteByte('\n')
 }
 
@@ -84,11 +84,11 @@ func writeFileAtomic(path string, data []byte) error {
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+		tmp.Close() //nolint:errcheck // the write's error is the one returned
 		return err
 	}
 	if err := tmp.Sync(); err != nil {
-		tmp.Close()
+		tmp.Close() //nolint:errcheck // the write's error is the one returned
 		return err
 	}
 	if err := tmp.Close(); err != nil {

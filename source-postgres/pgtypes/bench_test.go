@@ -1,6 +1,7 @@
 package pgtypes
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -65,7 +66,7 @@ func TestAppendKeyDoesNotAllocate(t *testing.T) {
 }
 
 func BenchmarkAppendJSON(b *testing.B) {
-	values := append(hotValues[:len(hotValues):len(hotValues)],
+	values := append(slices.Clip(hotValues),
 		struct {
 			name string
 			typ  *Type

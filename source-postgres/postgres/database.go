@@ -142,7 +142,7 @@ func (db *Database) watermarks() sqlcapture.StreamID {
 
 func (db *Database) quotedWatermarks() string {
 	wm := db.watermarks()
-	return discovery.QuoteIdent(wm.Schema) + "." + discovery.QuoteIdent(wm.Table)
+	return pgx.Identifier{wm.Schema, wm.Table}.Sanitize()
 }
 
 // prepareCapture readies the database for a capture session resuming at

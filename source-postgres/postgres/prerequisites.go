@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
+
 	"pgcapture/source-postgres/discovery"
 )
 
@@ -155,7 +157,7 @@ func settingsProblems(p *prerequisites, f serverFacts) {
 
 func (db *Database) roleProblems(p *prerequisites, f serverFacts) {
 	if !f.replication {
-		user := discovery.QuoteIdent(db.cfg.User)
+		user := pgx.Identifier{db.cfg.User}.Sanitize()
 		p.add(fmt.Sprintf("user %q lacks the REPLICATION attribute", db.cfg.User),
 			fmt.Sprintf("run ALTER USER %s WITH REPLICATION (Amazon RDS and Aurora: GRANT rds_replication TO %s)", user, user))
 	}
@@ -216,7 +218,7 @@ func tableAccessOf(f *captureFacts, tables []*discovery.Table) tableAccess {
 			continue
 		}
 		if !r.usage {
-			a.noUsage = appendNew(a.noUsage, discovery.QuoteIdent(t.Schema))
+			a.noUsage = appendNew(a.noUsage, pgx.Identifier{t.Schema}.Sanitize())
 		}
 		if !r.selectable {
 			a.unreadable = append(a.unreadable, t.QuotedName())
@@ -236,7 +238,7 @@ func (db *Database) tableAccessProblems(p *prerequisites, a tableAccess) {
 	if len(a.noUsage) == 0 && len(a.unreadable) == 0 {
 		return
 	}
-	user := discovery.QuoteIdent(db.cfg.User)
+	user := pgx.Identifier{db.cfg.User}.Sanitize()
 	var grants []string
 	if len(a.noUsage) > 0 {
 		grants = append(grants, fmt.Sprintf("GRANT USAGE ON SCHEMA %s TO %s", strings.Join(a.noUsage, ", "), user))
@@ -264,9 +266,9 @@ type watermarksPlan struct {
 // watermarksProblems report what keeps the user from writing watermarks,
 // or plan the table's creation when the user may create it.
 func (db *Database) watermarksProblems(p *prerequisites, f *captureFacts) watermarksPlan {
-	user := discovery.QuoteIdent(db.cfg.User)
+	user := pgx.Identifier{db.cfg.User}.Sanitize()
 	wm := db.quotedWatermarks()
-	schema := discovery.QuoteIdent(db.watermarks().Schema)
+	schema := pgx.Identifier{db.watermarks().Schema}.Sanitize()
 	create := "CREATE TABLE IF NOT EXISTS " + wm + " (slot TEXT PRIMARY KEY, watermark TEXT)"
 	grant := fmt.Sprintf("GRANT SELECT, INSERT, UPDATE ON TABLE %s TO %s", wm, user)
 	plan := watermarksPlan{owned: f.watermarks.owned}
@@ -296,7 +298,7 @@ func (db *Database) watermarksProblems(p *prerequisites, f *captureFacts) waterm
 // that create it or add the tables to it when the user may run them.
 func (db *Database) publicationProblems(p *prerequisites, f *captureFacts, tables []*discovery.Table, a tableAccess, wm watermarksPlan) {
 	name := db.cfg.Advanced.PublicationName
-	pub := discovery.QuoteIdent(name)
+	pub := pgx.Identifier{name}.Sanitize()
 	if !f.publication.exists {
 		var why []string
 		if !f.createInDatabase {

@@ -106,7 +106,7 @@ func TestPrerequisitesReplicationAttribute(t *testing.T) {
 	p.exec(t, "CREATE TABLE public.t (id int PRIMARY KEY)")
 	p.exec(t, "GRANT SELECT ON public.t TO "+p.role)
 	fix := fmt.Sprintf(`ALTER USER "%s" WITH REPLICATION`, p.role)
-	p.check(t, fmt.Sprintf(`user %q lacks the REPLICATION attribute`, p.role), fix)
+	p.check(t, fmt.Sprintf(`user %q lacks the REPLICATION attribute`, p.role), fix) //nolint:errcheck // check asserts on the error itself
 	db, _ := p.connect(t)
 	if err := db.checkServer(t.Context()); err == nil || !strings.Contains(err.Error(), fix) {
 		t.Errorf("checkServer: got %v, want the REPLICATION problem", err)
@@ -156,7 +156,7 @@ func TestPrerequisitesOpenPreparesTheDatabase(t *testing.T) {
 	}
 	p.exec(t, "ALTER USER "+p.role+" WITH REPLICATION")
 
-	p.check(t)
+	p.check(t) //nolint:errcheck // check asserts on the error itself
 	for _, sql := range wantChanges {
 		if !strings.Contains(p.log.String(), strings.ReplaceAll(sql, `"`, `\"`)) {
 			t.Errorf("validate did not say that open will run %s; it logged:\n%s", sql, p.log.String())
@@ -177,7 +177,7 @@ func TestPrerequisitesOpenPreparesTheDatabase(t *testing.T) {
 		t.Errorf("the publication does not publish via the partition root")
 	}
 	p.log.Reset()
-	p.check(t)
+	p.check(t) //nolint:errcheck // check asserts on the error itself
 	if strings.Contains(p.log.String(), "will run") {
 		t.Errorf("after open, validate still plans changes:\n%s", p.log.String())
 	}

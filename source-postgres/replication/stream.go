@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/sirupsen/logrus"
@@ -90,9 +91,9 @@ var _ sqlcapture.ReplicationStream = (*Stream)(nil)
 func Start(ctx context.Context, conn *pgconn.PgConn, startLSN uint64, opts Options) (*Stream, error) {
 	args := []string{
 		"proto_version '1'",
-		"publication_names " + quoteLiteral(discovery.QuoteIdent(opts.Publication)),
+		"publication_names " + quoteLiteral(pgx.Identifier{opts.Publication}.Sanitize()),
 	}
-	if err := pglogrepl.StartReplication(ctx, conn, discovery.QuoteIdent(opts.Slot), pglogrepl.LSN(startLSN), pglogrepl.StartReplicationOptions{PluginArgs: args}); err != nil {
+	if err := pglogrepl.StartReplication(ctx, conn, pgx.Identifier{opts.Slot}.Sanitize(), pglogrepl.LSN(startLSN), pglogrepl.StartReplicationOptions{PluginArgs: args}); err != nil {
 		return nil, fmt.Errorf("starting replication from slot %q at %s: %w", opts.Slot, pglogrepl.LSN(startLSN), err)
 	}
 	s := newStream(conn, startLSN, opts)
