@@ -69,7 +69,9 @@ func TestSSHTunnel(t *testing.T) {
 			fingerprint(t, sshd.HostKey()), fingerprint(t, pinned), "networkTunnel.sshForwarding.hostKey")
 	})
 
-	// A capture through the tunnel, with the host key pinned.
+	// A capture through the tunnel, with the host key pinned. It gives up
+	// reconnecting after a short retry timeout.
+	f.advanced["retry_timeout"] = "2s"
 	cfg := tunnelConfig(f, sshd, keys["ed25519-openssh"], sshd.HostKey())
 	bindings := []testsupport.Binding{{Namespace: "public", Stream: "t", Key: []string{"/id"}}}
 	s := f.connector.Open(t, testsupport.OpenRequest(cfg, bindings, nil), testsupport.SessionOptions{AutoAck: true})
@@ -89,7 +91,8 @@ func TestSSHTunnel(t *testing.T) {
 		checkConnectionsFromSSHD(t, f)
 	}
 
-	// When the tunnel dies, the capture fails at once, saying why.
+	// When the tunnel dies for good, the capture fails once its reconnection
+	// attempts run out, saying why.
 	sshd.Stop()
 	waitUntil(t, 15*time.Second, "the connector to exit", func() bool {
 		exited, _ := s.Exited()
@@ -98,7 +101,7 @@ func TestSSHTunnel(t *testing.T) {
 	if _, err := s.Exited(); err == nil {
 		t.Errorf("the connector exited 0 when its tunnel died")
 	}
-	if msg := lastMessage(s.Stderr()); !strings.Contains(msg, "ssh tunnel") || !strings.Contains(msg, "the tunnel is down") {
+	if msg := lastMessage(s.Stderr()); !strings.Contains(msg, "gave up reconnecting") || !strings.Contains(msg, "ssh tunnel: SSH server") || !strings.Contains(msg, "is unreachable") {
 		t.Errorf("the last stderr line does not blame the tunnel: %s", msg)
 	}
 	if strings.Contains(s.Stderr(), "panic") {

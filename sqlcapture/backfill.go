@@ -41,15 +41,51 @@ func (c *capture) backfillChunk(ctx context.Context, b *binding) error {
 }
 
 // scanChunk emits b's next chunk of rows and advances its backfill state.
+//
+// A keyed chunk that fails transiently after emitting some rows resumes,
+// after reconnecting, with the rows after the last one emitted, under a new
+// snapshot: the fence that follows the chunk emits every change after the
+// cursor of the rows up to the chunk's end, whichever snapshot read them. A
+// chunk of a table without a key cannot resume without emitting rows twice,
+// so its failure ends the capture, which restarts from its last checkpoint.
 func (c *capture) scanChunk(ctx context.Context, b *binding) error {
+	after, offset, limit := b.state.Scanned, b.state.Backfilled, c.opts.ChunkSize
 	n := 0
-	next, done, err := c.db.ScanChunk(ctx, b.Stream, b.state.Scanned, b.state.Backfilled, c.opts.ChunkSize, func(r Row) error {
+	var last []byte
+	emit := func(r Row) error {
 		n++
 		c.docs++
+		last = append(last[:0], r.Key...)
 		return c.out.Captured(b.Index, r.Doc)
-	})
-	if err != nil {
-		return fmt.Errorf("backfilling table %s: %w", b.Stream, err)
+	}
+	var next []byte
+	var done bool
+	for {
+		var err error
+		next, done, err = c.db.ScanChunk(ctx, b.Stream, after, offset+int64(n), limit-n, emit)
+		if err == nil {
+			break
+		}
+		err = fmt.Errorf("backfilling table %s: %w", b.Stream, err)
+		if !IsTransient(err) || ctx.Err() != nil {
+			return err
+		}
+		if n > 0 && len(b.KeyColumns) == 0 {
+			return fmt.Errorf("%v; the chunk had emitted %d rows of a table without a key, whose read cannot be resumed without emitting rows twice, so the capture ends here and restarts from its last checkpoint", err, n)
+		}
+		if n > 0 {
+			after = slices.Clone(last)
+		}
+		if err := c.recover(ctx, err); err != nil {
+			return err
+		}
+		if n >= limit {
+			// Every row of the chunk is out: the next chunk goes on from
+			// the last one.
+			next, done = after, false
+			break
+		}
+		c.log.WithFields(logrus.Fields{"table": b.Stream.String(), "rows": n}).Info("resuming the backfill chunk after the last row it emitted")
 	}
 	b.state.Backfilled += int64(n)
 	if done {
@@ -68,8 +104,23 @@ func (c *capture) scanChunk(ctx context.Context, b *binding) error {
 }
 
 // fence writes a watermark and processes the change stream up to its
-// commit, which emits the changes that raced the chunk just scanned.
+// commit, which emits the changes that raced the chunk just scanned. After a
+// transient failure it reconnects, which restarts the stream at the cursor
+// (the chunk's rows are already out), and fences again with a new
+// watermark: the old one, if it was written, passes by unrecognized.
 func (c *capture) fence(ctx context.Context, b *binding) error {
+	for {
+		err := c.fenceOnce(ctx, b)
+		if err == nil || !IsTransient(err) || ctx.Err() != nil {
+			return err
+		}
+		if err := c.recover(ctx, err); err != nil {
+			return err
+		}
+	}
+}
+
+func (c *capture) fenceOnce(ctx context.Context, b *binding) error {
 	id, err := newFenceID()
 	if err != nil {
 		return err

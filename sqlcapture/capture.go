@@ -43,7 +43,13 @@ type Options struct {
 	// CoalesceDocs is how many documents streaming may accumulate across
 	// already-received commits before it must take a checkpoint.
 	CoalesceDocs int
-	Logger       logrus.FieldLogger
+	// RetryTimeout bounds how long the capture keeps reconnecting after a
+	// transient failure before it gives up with the failure's error.
+	RetryTimeout time.Duration
+	// RetryDelay is the wait before the first reconnection; each further
+	// one waits twice as long, up to 10s.
+	RetryDelay time.Duration
+	Logger     logrus.FieldLogger
 }
 
 func (o *Options) setDefaults() {
@@ -56,10 +62,19 @@ func (o *Options) setDefaults() {
 	if o.CoalesceDocs <= 0 {
 		o.CoalesceDocs = 4096
 	}
+	if o.RetryTimeout <= 0 {
+		o.RetryTimeout = DefaultRetryTimeout
+	}
+	if o.RetryDelay <= 0 {
+		o.RetryDelay = DefaultRetryDelay
+	}
 	if o.Logger == nil {
 		o.Logger = logrus.StandardLogger()
 	}
 }
+
+// DefaultRetryTimeout is Options.RetryTimeout's default.
+const DefaultRetryTimeout = 5 * time.Minute
 
 // Run captures bindings from db until ctx ends or an error occurs. It
 // resumes from state, emits documents and checkpoints to out, and releases
@@ -75,6 +90,7 @@ func Run(ctx context.Context, db Database, bindings []Binding, state State, out 
 		log:      opts.Logger,
 		byStream: make(map[StreamID]*binding, len(bindings)),
 		cursor:   state.Cursor,
+		acked:    state.Cursor, // the runtime committed the state it resumes from
 		dirty:    make(map[string]bool),
 	}
 	if err := c.reconcile(bindings, state); err != nil {
@@ -116,6 +132,10 @@ type capture struct {
 	acked   string
 
 	inTxn bool
+	// txnChanges counts the Change events of the open transaction handled
+	// so far, and replaySkip those still to be skipped as they are delivered
+	// again by a stream restarted at the cursor.
+	txnChanges, replaySkip int
 	// pendingCommit: a commit was processed but not yet checkpointed.
 	pendingCommit bool
 	// docs counts documents emitted since the last checkpoint.
@@ -126,6 +146,14 @@ type capture struct {
 	// can end in the middle of a batch.
 	batch *Batch
 	next  int
+
+	// outageBegin is when the current run of transient failures began (zero
+	// when there is none), and attempts how many reconnections it has made.
+	outageBegin  time.Time
+	outageCursor string
+	attempts     int
+	// started: the first checkpoint was taken.
+	started bool
 }
 
 // reconcile builds each binding's starting state from the checkpointed one.
@@ -163,22 +191,46 @@ func (c *capture) reconcile(bindings []Binding, state State) error {
 // run is the capture's loop: it reports every binding's schema and takes a
 // first checkpoint, recording new and removed bindings, then backfills one
 // chunk at a time while a table needs it, and otherwise streams changes.
+// After a transient failure it reconnects (recover) and carries on.
 func (c *capture) run(ctx context.Context) error {
-	stream, err := c.db.StartReplication(ctx, c.cursor)
-	if err != nil {
-		return err
-	}
-	c.stream = stream
 	defer func() {
-		// Close confirms the last acknowledged position, so it must run even
-		// when ctx is already cancelled.
-		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if err := stream.Close(closeCtx); err != nil {
+		if err := c.closeStream(ctx); err != nil {
 			c.log.WithError(err).Warn("closing the replication stream")
 		}
 	}()
+	var err error
+	for {
+		if err != nil {
+			if !IsTransient(err) {
+				return err
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err = c.recover(ctx, err); err != nil {
+				return err
+			}
+		}
+		if !c.started {
+			err = c.start(ctx)
+		} else if b := c.nextBackfill(); b != nil {
+			err = c.backfillChunk(ctx, b)
+		} else {
+			err = c.streamEvents(ctx, "")
+		}
+	}
+}
 
+// start opens the change stream (unless recover already did), reports
+// every binding's schema and takes the first checkpoint.
+func (c *capture) start(ctx context.Context) error {
+	if c.stream == nil {
+		stream, err := c.db.StartReplication(ctx, c.cursor, c.acked)
+		if err != nil {
+			return err
+		}
+		c.stream = stream
+	}
 	for _, b := range c.bindings {
 		if err := c.describe(ctx, b); err != nil {
 			return err
@@ -187,17 +239,8 @@ func (c *capture) run(ctx context.Context) error {
 	if err := c.checkpoint(); err != nil {
 		return err
 	}
-	for {
-		if b := c.nextBackfill(); b != nil {
-			if err := c.backfillChunk(ctx, b); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := c.streamEvents(ctx, ""); err != nil {
-			return err
-		}
-	}
+	c.started = true
+	return nil
 }
 
 // describe emits the binding's current schema.

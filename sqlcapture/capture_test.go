@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -29,7 +30,36 @@ type memDB struct {
 	raceChunks bool
 	// history[i] is the table after the commit whose cursor is i.
 	history []map[int64]int64
+	// faults, if set, makes connections fail transiently at random.
+	faults *faultPlan
+	// acknowledged records every position the engine reported as
+	// acknowledged, through StartReplication or Acknowledge.
+	acknowledged []string
 }
+
+// faultPlan decides when the memDB's connections fail.
+type faultPlan struct {
+	mu  sync.Mutex
+	rng *rand.Rand
+}
+
+// roll reports true one time in n.
+func (f *faultPlan) roll(n int) bool {
+	if f == nil {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.rng.IntN(n) == 0
+}
+
+func (f *faultPlan) intN(n int) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.rng.IntN(n)
+}
+
+var errConnReset = Transient(fmt.Errorf("connection reset by peer"))
 
 func newMemDB() *memDB {
 	db := &memDB{rows: map[int64]int64{}, stream: StreamID{"public", "t"}}
@@ -38,11 +68,13 @@ func newMemDB() *memDB {
 	return db
 }
 
-func memDoc(op Op, key int64, value *int64) []byte {
+// memDoc is a document; seq, the position of a change in the log (0 for a
+// backfilled row), tells the emissions of one change apart from another's.
+func memDoc(op Op, key int64, value *int64, seq int) []byte {
 	if value == nil {
-		return fmt.Appendf(nil, `{"_meta":{"op":"%c"},"id":%d}`, op, key)
+		return fmt.Appendf(nil, `{"_meta":{"op":"%c"},"id":%d,"s":%d}`, op, key, seq)
 	}
-	return fmt.Appendf(nil, `{"_meta":{"op":"%c"},"id":%d,"v":%d}`, op, key, *value)
+	return fmt.Appendf(nil, `{"_meta":{"op":"%c"},"id":%d,"v":%d,"s":%d}`, op, key, *value, seq)
 }
 
 // commit applies a transaction of writes (nil value: delete) atomically.
@@ -60,8 +92,8 @@ func (db *memDB) commit(writes map[int64]*int64, moves map[int64]int64) {
 		delete(db.rows, from)
 		db.rows[to] = v
 		db.log = append(db.log,
-			&Change{Stream: db.stream, Op: OpDelete, Key: AppendKeyInt(nil, from), Doc: memDoc(OpDelete, from, nil)},
-			&Change{Stream: db.stream, Op: OpInsert, Key: AppendKeyInt(nil, to), Doc: memDoc(OpInsert, to, &v)})
+			&Change{Stream: db.stream, Op: OpDelete, Key: AppendKeyInt(nil, from), Doc: memDoc(OpDelete, from, nil, len(db.log)+1)},
+			&Change{Stream: db.stream, Op: OpInsert, Key: AppendKeyInt(nil, to), Doc: memDoc(OpInsert, to, &v, len(db.log)+2)})
 	}
 	keys := make([]int64, 0, len(writes))
 	for k := range writes {
@@ -74,14 +106,14 @@ func (db *memDB) commit(writes map[int64]*int64, moves map[int64]int64) {
 		switch {
 		case v == nil && existed:
 			delete(db.rows, k)
-			db.log = append(db.log, &Change{Stream: db.stream, Op: OpDelete, Key: AppendKeyInt(nil, k), Doc: memDoc(OpDelete, k, nil)})
+			db.log = append(db.log, &Change{Stream: db.stream, Op: OpDelete, Key: AppendKeyInt(nil, k), Doc: memDoc(OpDelete, k, nil, len(db.log)+1)})
 		case v != nil:
 			op := OpInsert
 			if existed {
 				op = OpUpdate
 			}
 			db.rows[k] = *v
-			db.log = append(db.log, &Change{Stream: db.stream, Op: op, Key: AppendKeyInt(nil, k), Doc: memDoc(op, k, v)})
+			db.log = append(db.log, &Change{Stream: db.stream, Op: op, Key: AppendKeyInt(nil, k), Doc: memDoc(op, k, v, len(db.log)+1)})
 		}
 	}
 	db.appendCommit()
@@ -118,16 +150,28 @@ func (db *memDB) ScanChunk(ctx context.Context, stream StreamID, after []byte, o
 			continue
 		}
 		v := db.rows[k]
-		rows = append(rows, Row{Key: key, Doc: memDoc(OpInsert, k, &v)})
+		rows = append(rows, Row{Key: key, Doc: memDoc(OpInsert, k, &v, 0)})
 		if len(rows) == limit {
 			break
 		}
 	}
 	db.mu.Unlock()
-	for _, r := range rows {
+	// A failing connection fails after any number of the rows, or at the
+	// commit after all of them.
+	failAt := -1
+	if db.faults.roll(4) {
+		failAt = db.faults.intN(len(rows) + 1)
+	}
+	for i, r := range rows {
+		if i == failAt {
+			return nil, false, errConnReset
+		}
 		if err := emit(r); err != nil {
 			return nil, false, err
 		}
+	}
+	if failAt == len(rows) {
+		return nil, false, errConnReset
 	}
 	// Race the fence the way a busy application would: change the chunk's
 	// boundary keys (its last row, and the next key beyond it) right after
@@ -149,14 +193,38 @@ func (db *memDB) DescribeStream(context.Context, StreamID) (json.RawMessage, err
 }
 
 func (db *memDB) WriteWatermark(ctx context.Context, id string) error {
+	if db.faults.roll(10) {
+		return errConnReset
+	}
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	db.log = append(db.log, &Watermark{ID: id})
 	db.appendCommit()
+	if db.faults.roll(10) {
+		return errConnReset // committed, but the reply was lost
+	}
 	return nil
 }
 
-func (db *memDB) StartReplication(ctx context.Context, cursor string) (ReplicationStream, error) {
+func (db *memDB) Reconnect(context.Context) error {
+	if db.faults.roll(5) {
+		return Transient(fmt.Errorf("connection refused"))
+	}
+	return nil
+}
+
+func (db *memDB) StartReplication(ctx context.Context, cursor, acknowledged string) (ReplicationStream, error) {
+	if db.faults.roll(5) {
+		return nil, Transient(fmt.Errorf("the database system is starting up"))
+	}
+	db.mu.Lock()
+	db.acknowledged = append(db.acknowledged, acknowledged)
+	db.mu.Unlock()
+	// A failing stream delivers some events, then fails.
+	failAfter := -1
+	if db.faults != nil {
+		failAfter = db.faults.intN(500)
+	}
 	start := 0
 	if cursor != "" {
 		var err error
@@ -165,7 +233,7 @@ func (db *memDB) StartReplication(ctx context.Context, cursor string) (Replicati
 		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	s := &memStream{events: make(chan *Batch, 8), cancel: cancel}
+	s := &memStream{db: db, events: make(chan *Batch, 8), cancel: cancel}
 	go func() {
 		defer close(s.events)
 		stop := context.AfterFunc(ctx, func() {
@@ -175,6 +243,10 @@ func (db *memDB) StartReplication(ctx context.Context, cursor string) (Replicati
 		})
 		defer stop()
 		for i := start; ; i++ {
+			if i-start == failAfter {
+				s.err = errConnReset
+				return
+			}
 			db.mu.Lock()
 			for i >= len(db.log) && ctx.Err() == nil {
 				db.cond.Wait()
@@ -196,19 +268,19 @@ func (db *memDB) StartReplication(ctx context.Context, cursor string) (Replicati
 }
 
 type memStream struct {
+	db     *memDB
 	events chan *Batch
 	cancel context.CancelFunc
-	mu     sync.Mutex
-	acked  string
+	err    error // set before events is closed
 }
 
 func (s *memStream) Events() <-chan *Batch { return s.events }
 func (s *memStream) Release(*Batch)        {}
-func (s *memStream) Err() error            { return nil }
+func (s *memStream) Err() error            { return s.err }
 func (s *memStream) Acknowledge(_ context.Context, c string) error {
-	s.mu.Lock()
-	s.acked = c
-	s.mu.Unlock()
+	s.db.mu.Lock()
+	s.db.acknowledged = append(s.db.acknowledged, c)
+	s.db.mu.Unlock()
 	return nil
 }
 func (s *memStream) Close(context.Context) error { s.cancel(); return nil }
@@ -220,6 +292,9 @@ type recorder struct {
 	acks        *Acknowledgements
 	pending     []json.RawMessage
 	checkpoints []recordedCheckpoint
+	// emitted holds the log position of every change emitted.
+	emitted map[int]int
+	dup     string
 }
 
 type recordedCheckpoint struct {
@@ -228,9 +303,22 @@ type recordedCheckpoint struct {
 }
 
 func (r *recorder) Captured(_ uint32, doc []byte) error {
+	var d testDoc
+	if err := json.Unmarshal(doc, &d); err != nil {
+		return err
+	}
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.pending = append(r.pending, slices.Clone(doc))
-	r.mu.Unlock()
+	if d.S > 0 {
+		if r.emitted == nil {
+			r.emitted = map[int]int{}
+		}
+		r.emitted[d.S]++
+		if r.emitted[d.S] > 1 && r.dup == "" {
+			r.dup = string(doc)
+		}
+	}
 	return nil
 }
 
@@ -251,6 +339,7 @@ type testDoc struct {
 	} `json:"_meta"`
 	ID int64  `json:"id"`
 	V  *int64 `json:"v"`
+	S  int    `json:"s"`
 }
 
 // reduce folds documents by key as the collection's reductions do.
@@ -303,11 +392,23 @@ func applyPatch(t *testing.T, state *State, patch json.RawMessage) {
 // checkpoint once it is backfilled, and at the end.
 func TestInterleavingModel(t *testing.T) {
 	for seed := range uint64(20) {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) { runModel(t, seed) })
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { runModel(t, seed, false) })
 	}
 }
 
-func runModel(t *testing.T, seed uint64) {
+// TestInterleavingModelWithFaults is TestInterleavingModel with connections
+// failing transiently at random: the stream after any event (inside a
+// transaction too), a chunk after any of its rows, a watermark before or
+// after it commits, reconnections. The engine reconnects in-process, and on
+// top of the model's checks no change may be emitted twice in a session,
+// and every position reported as acknowledged must be one of a checkpoint.
+func TestInterleavingModelWithFaults(t *testing.T) {
+	for seed := range uint64(20) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { runModel(t, seed, true) })
+	}
+}
+
+func runModel(t *testing.T, seed uint64, faulty bool) {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	db := newMemDB()
 	db.raceChunks = seed%2 == 0
@@ -350,7 +451,11 @@ func runModel(t *testing.T, seed uint64) {
 	reduced := map[int64]int64{}
 	binding := Binding{Index: 0, StateKey: "public%2Ft", Stream: db.stream, KeyColumns: []string{"id"}}
 	log := logrus.New()
-	log.SetLevel(logrus.WarnLevel)
+	// Reconnections are warnings, hundreds of them here: MODEL_DEBUG=1 shows them.
+	log.SetLevel(logrus.ErrorLevel)
+	if os.Getenv("MODEL_DEBUG") != "" {
+		log.SetLevel(logrus.DebugLevel)
+	}
 	for session := 0; ; session++ {
 		last := session == 6
 		if last {
@@ -361,7 +466,13 @@ func runModel(t *testing.T, seed uint64) {
 		rec := &recorder{acks: acks}
 		ctx, cancel := context.WithCancel(context.Background())
 		errc := make(chan error, 1)
-		opts := Options{ChunkSize: 1 + rng.IntN(40), Logger: log}
+		opts := Options{ChunkSize: 1 + rng.IntN(40), CoalesceDocs: 1 + rng.IntN(8), Logger: log, RetryDelay: 10 * time.Microsecond, RetryTimeout: time.Minute}
+		db.mu.Lock()
+		if faulty {
+			db.faults = &faultPlan{rng: rand.New(rand.NewPCG(seed, uint64(session)))}
+		}
+		db.acknowledged = nil
+		db.mu.Unlock()
 		go func() {
 			errc <- Run(ctx, db, []Binding{binding}, state, rec, acks, opts)
 		}()
@@ -381,11 +492,16 @@ func runModel(t *testing.T, seed uint64) {
 		if err := <-errc; err != nil && !IsCancellation(err) {
 			t.Fatalf("session %d: %v", session, err)
 		}
+		if rec.dup != "" {
+			t.Fatalf("session %d emitted a change twice: %s", session, rec.dup)
+		}
+		cursors := map[string]bool{state.Cursor: true}
 		for i, cp := range rec.checkpoints {
 			if err := reduce(reduced, cp.docs); err != nil {
 				t.Fatal(err)
 			}
 			applyPatch(t, &state, cp.patch)
+			cursors[state.Cursor] = true
 			st := state.Streams[binding.StateKey]
 			if st == nil || state.Cursor == "" {
 				continue
@@ -404,6 +520,13 @@ func runModel(t *testing.T, seed uint64) {
 				t.Fatalf("session %d checkpoint %d at cursor %d (%s): collection differs from the table:\n got %v\nwant %v", session, i, cursor, st.Mode, got, exp)
 			}
 		}
+		db.mu.Lock()
+		for _, a := range db.acknowledged {
+			if !cursors[a] {
+				t.Errorf("session %d reported %q as acknowledged, which is no checkpoint's cursor", session, a)
+			}
+		}
+		db.mu.Unlock()
 		if last {
 			if !caughtUp(t, db, rec, state) {
 				t.Fatalf("the capture did not catch up")

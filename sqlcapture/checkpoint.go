@@ -34,6 +34,9 @@ func (c *capture) checkpoint() error {
 		return err
 	}
 	c.unacked = append(c.unacked, c.cursor)
+	if len(c.dirty) > 0 || c.cursor != c.outageCursor {
+		c.progressed()
+	}
 	clear(c.dirty)
 	c.removed = nil
 	c.pendingCommit = false

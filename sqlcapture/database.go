@@ -19,10 +19,19 @@ import (
 
 // Database is what the engine needs of a source database.
 type Database interface {
-	// StartReplication opens the change stream. An empty cursor means "from
-	// wherever the stream currently begins" (for PostgreSQL: the slot's
-	// confirmed position).
-	StartReplication(ctx context.Context, cursor string) (ReplicationStream, error)
+	// StartReplication opens the change stream at cursor: the stream
+	// delivers every transaction committed after it, again if need be. An
+	// empty cursor means "from wherever the stream currently begins" (for
+	// PostgreSQL: the slot's confirmed position). acknowledged, at or
+	// before cursor, is the last position the capture's output has durably
+	// committed: the stream may release what precedes it, and nothing after
+	// it until Acknowledge says so.
+	StartReplication(ctx context.Context, cursor, acknowledged string) (ReplicationStream, error)
+
+	// Reconnect replaces the database's connections after a transient
+	// failure (see Transient), so that the calls that follow use fresh ones.
+	// Its own failures are transient when retrying may cure them.
+	Reconnect(ctx context.Context) error
 
 	// ScanChunk reads the next chunk of a table's rows, those positioned
 	// after after (nil: from the beginning), calling emit for each, and
@@ -48,13 +57,19 @@ type Database interface {
 	// as a Watermark event carrying id, followed by its transaction's Commit.
 	WriteWatermark(ctx context.Context, id string) error
 
+	// Every method reports a failure that reconnecting may cure as
+	// Transient; the engine then calls Reconnect and StartReplication again
+	// and carries on where it was. Other errors end the capture.
+
 	// DescribeStream returns the JSON Schema of a table's documents as the
 	// table is now, and readies later chunks of it for its current columns.
 	DescribeStream(ctx context.Context, stream StreamID) (json.RawMessage, error)
 }
 
 // ReplicationStream is an open change stream. Events arrive in commit order:
-// a transaction's Change events, then its Commit.
+// a transaction's Change events, then its Commit. A transaction delivered
+// again by a stream restarted at the same cursor carries the same changes in
+// the same order, which is what lets the engine resume in the middle of one.
 type ReplicationStream interface {
 	// Events delivers the stream in batches of consecutive events. It is
 	// closed when the stream ends; Err then says why.

@@ -25,7 +25,9 @@ type engineDB struct {
 	events chan *Batch
 }
 
-func (db *engineDB) StartReplication(context.Context, string) (ReplicationStream, error) {
+func (db *engineDB) Reconnect(context.Context) error { return nil }
+
+func (db *engineDB) StartReplication(context.Context, string, string) (ReplicationStream, error) {
 	return &engineStream{events: db.events}, nil
 }
 

@@ -20,7 +20,9 @@ type fenceDB struct {
 	silent  bool
 }
 
-func (db *fenceDB) StartReplication(context.Context, string) (ReplicationStream, error) {
+func (db *fenceDB) Reconnect(context.Context) error { return nil }
+
+func (db *fenceDB) StartReplication(context.Context, string, string) (ReplicationStream, error) {
 	return &engineStream{events: db.events}, nil
 }
 

@@ -74,13 +74,23 @@ func (c *capture) streamEvents(ctx context.Context, fence string) error {
 func (c *capture) handle(ctx context.Context, ev Event, fence string) (reached bool, err error) {
 	switch e := ev.(type) {
 	case *Change:
+		if c.replaySkip > 0 {
+			// Handled before the stream was restarted (see recover).
+			c.replaySkip--
+			return false, nil
+		}
+		c.txnChanges++
 		return false, c.applyChange(e, fence)
 	case *Watermark:
 		if fence != "" && e.ID == fence {
 			c.fenceSeen = true
 		}
 	case *Commit:
+		if c.replaySkip > 0 {
+			return false, fmt.Errorf("the change stream delivered a transaction again with fewer changes than before it was restarted (%d missing): it cannot be resumed", c.replaySkip)
+		}
 		c.inTxn = false
+		c.txnChanges = 0
 		c.cursor = e.Cursor
 		c.pendingCommit = true
 		if c.fenceSeen {
@@ -109,11 +119,14 @@ func (c *capture) handle(ctx context.Context, ev Event, fence string) (reached b
 }
 
 // applyChange emits a change of a captured table unless a later backfill
-// chunk will read its row. Outside a fence, it first takes the checkpoint a
-// processed commit is waiting for once Options.CoalesceDocs documents have
-// accumulated.
+// chunk will read its row. Outside a fence, at the first change of a
+// transaction, it first takes the checkpoint a processed commit is waiting
+// for once Options.CoalesceDocs documents have accumulated. Never later in
+// the transaction: the checkpoint's cursor is the previous commit, so it
+// must not hold any of this transaction's documents, which a capture
+// resuming from it receives again.
 func (c *capture) applyChange(e *Change, fence string) error {
-	if fence == "" && c.pendingCommit && c.docs >= c.opts.CoalesceDocs {
+	if fence == "" && c.pendingCommit && !c.inTxn && c.docs >= c.opts.CoalesceDocs {
 		if err := c.checkpoint(); err != nil {
 			return err
 		}

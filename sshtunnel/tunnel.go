@@ -17,6 +17,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/crypto/ssh"
+
+	"pgcapture/tcpdial"
 )
 
 const (
@@ -100,8 +102,10 @@ func Open(ctx context.Context, cfg Config) (*Tunnel, error) {
 		fmt.Errorf("gave up after %s", DefaultConnectTimeout))
 	defer cancel()
 
-	var dialer net.Dialer
-	conn, err := dialer.DialContext(ctx, "tcp", server)
+	// The TCP connection gives up on an unresponsive server as soon as the
+	// keepalive probes below would (two intervals), even in the middle of a
+	// write that the probes cannot interrupt.
+	conn, err := tcpdial.Dialer(2*interval).DialContext(ctx, "tcp", server)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("ssh tunnel: connecting to SSH server %s: %w", server, context.Cause(ctx))
@@ -261,6 +265,13 @@ func (e *tunnelDownError) Error() string {
 }
 
 func (e *tunnelDownError) Unwrap() error { return e.cause }
+
+// Is makes a tunnelDownError match ErrDown.
+func (e *tunnelDownError) Is(target error) bool { return target == ErrDown }
+
+// ErrDown matches (errors.Is) the error of a dial through, or a connection
+// over, a tunnel that has ended: a new tunnel may succeed where it failed.
+var ErrDown = errors.New("the SSH tunnel is down")
 
 // dialHint suggests a fix for a refused direct-tcpip channel.
 func dialHint(err *ssh.OpenChannelError, addr string) string {

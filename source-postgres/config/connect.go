@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"pgcapture/tcpdial"
 )
 
 // ConnectTimeout bounds how long establishing one connection may take,
@@ -75,16 +77,10 @@ func (e *Endpoint) ConnConfig(runtimeParams map[string]string, dial DialFunc) (*
 			return []string{host}, nil
 		}
 	} else {
-		// A replication connection may be quiet for long stretches. TCP
-		// keepalives notice a vanished server or a NAT that dropped the
-		// connection within minutes instead of the system default of hours.
-		dialer := &net.Dialer{KeepAliveConfig: net.KeepAliveConfig{
-			Enable:   true,
-			Idle:     2 * time.Minute,
-			Interval: 30 * time.Second,
-			Count:    6,
-		}}
-		cfg.DialFunc = dialer.DialContext
+		// A connection to a host that vanished, or behind a NAT that
+		// dropped it, ends after about the network timeout instead of the
+		// system's hours; a tunnel's own connection is set up the same way.
+		cfg.DialFunc = tcpdial.Dialer(e.NetworkTimeout()).DialContext
 	}
 	return cfg, nil
 }

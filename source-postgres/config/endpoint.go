@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"pgcapture/sshtunnel"
 )
@@ -38,6 +39,11 @@ const (
 	DefaultWatermarksTable   = "public.flow_watermarks"
 	DefaultSSLMode           = "prefer" // libpq's default
 	DefaultPort              = 5432
+	// DefaultNetworkTimeout is well above the server's keepalive period when
+	// asked for one (the stream asks every few seconds), and well under the
+	// minute after which wal_sender_timeout ends the server's side.
+	DefaultNetworkTimeout = 30 * time.Second
+	DefaultRetryTimeout   = 5 * time.Minute
 )
 
 // sslModes are the accepted values of advanced.sslmode, with libpq's meanings,
@@ -68,6 +74,10 @@ type Advanced struct {
 	SSLCA             string `json:"ssl_ca" jsonschema:"title=SSL CA Certificate" jsonschema_description:"PEM-encoded certificate(s) of the certificate authority that issued the server's certificate. When empty, verify-ca and verify-full trust the system's certificate authorities." jsonschema_extras:"multiline=true"`
 	SSLCert           string `json:"ssl_cert" jsonschema:"title=SSL Client Certificate" jsonschema_description:"PEM-encoded client certificate, for servers that authenticate clients by certificate. Requires SSL Client Key." jsonschema_extras:"multiline=true"`
 	SSLKey            string `json:"ssl_key" jsonschema:"title=SSL Client Key" jsonschema_description:"PEM-encoded, unencrypted private key of the SSL Client Certificate." jsonschema_extras:"secret=true,multiline=true"`
+
+	// How failures of the network are noticed and recovered from.
+	NetworkTimeout string `json:"network_timeout" jsonschema:"title=Network Timeout,pattern=^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$" jsonschema_description:"How long a connection may go silent before the capture considers it dead, as a duration such as 30s or 1m: the replication stream fails over after this long without a message from the server (which sends one at least every few seconds when asked), and TCP keepalives and TCP_USER_TIMEOUT end a query's connection to a host that stopped answering after about this long."`
+	RetryTimeout   string `json:"retry_timeout" jsonschema:"title=Retry Timeout,pattern=^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$" jsonschema_description:"How long the capture keeps reconnecting, with backoff, after the connection failed (a reset, a restarting server, a silent network) before it gives up with the error, as a duration such as 5m. Authentication, permission and configuration errors are never retried."`
 }
 
 // NetworkTunnel configures how the database is reached through another host.
@@ -123,6 +133,13 @@ func (e *Endpoint) applyDefaults() {
 	if a.SSLMode == "" {
 		a.SSLMode = DefaultSSLMode
 	}
+	if a.NetworkTimeout == "" {
+		a.NetworkTimeout = FormatDuration(DefaultNetworkTimeout)
+	}
+	if a.RetryTimeout == "" {
+		a.RetryTimeout = FormatDuration(DefaultRetryTimeout)
+	}
+
 	if t := e.NetworkTunnel; t != nil {
 		// UIs send an empty tunnel object when no tunnel is configured.
 		if f := t.SSHForwarding; f != nil {
@@ -204,7 +221,52 @@ func (a *Advanced) validate() error {
 			add(err)
 		}
 	}
+	_, err := parseTimeout("advanced.network_timeout", a.NetworkTimeout, time.Second, DefaultNetworkTimeout)
+	add(err)
+	_, err = parseTimeout("advanced.retry_timeout", a.RetryTimeout, time.Second, DefaultRetryTimeout)
+	add(err)
 	return errors.Join(errs...)
+}
+
+// parseTimeout parses a duration field, at least least long; empty means
+// def.
+func parseTimeout(field, value string, least, def time.Duration) (time.Duration, error) {
+	if value == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(value)
+	if err != nil {
+		return 0, fmt.Errorf("%q is %q, which is not a duration: write it as a number with a unit, such as %q", field, value, FormatDuration(def))
+	}
+	if d < least {
+		return 0, fmt.Errorf("%q is %s, shorter than the least allowed, %s; leave it empty for the default of %s", field, d, least, FormatDuration(def))
+	}
+	return d, nil
+}
+
+// FormatDuration writes d as a user would: "5m" rather than "5m0s".
+func FormatDuration(d time.Duration) string {
+	switch {
+	case d >= time.Minute && d%time.Minute == 0:
+		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
+	case d >= time.Second && d%time.Second == 0:
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	}
+	return d.String()
+}
+
+// NetworkTimeout returns advanced.network_timeout. Its result is meaningful
+// only for a configuration that passed Validate.
+func (e *Endpoint) NetworkTimeout() time.Duration {
+	d, _ := parseTimeout("", e.Advanced.NetworkTimeout, 0, DefaultNetworkTimeout)
+	return d
+}
+
+// RetryTimeout returns advanced.retry_timeout. Its result is meaningful only
+// for a configuration that passed Validate.
+func (e *Endpoint) RetryTimeout() time.Duration {
+	d, _ := parseTimeout("", e.Advanced.RetryTimeout, 0, DefaultRetryTimeout)
+	return d
 }
 
 // validate checks the tunnel settings with the tunnel's own parsers, so that

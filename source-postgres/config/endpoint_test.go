@@ -23,6 +23,8 @@ func TestParseDefaults(t *testing.T) {
 			SlotName:          DefaultSlotName,
 			WatermarksTable:   DefaultWatermarksTable,
 			SSLMode:           DefaultSSLMode,
+			NetworkTimeout:    "30s",
+			RetryTimeout:      "5m",
 		},
 	}
 	if !reflect.DeepEqual(e, want) {
@@ -119,6 +121,10 @@ func TestParseErrors(t *testing.T) {
 		{name: "brackets around a name", path: "address", value: "[db]:5432", errors: []string{`"address" has "db" in brackets`}},
 		{name: "negative chunk size", path: "advanced.backfill_chunk_size", value: -5,
 			errors: []string{`"advanced.backfill_chunk_size" must be a positive number of rows, got -5`}},
+		{name: "network_timeout not a duration", path: "advanced.network_timeout", value: "30",
+			errors: []string{`"advanced.network_timeout" is "30", which is not a duration: write it as a number with a unit, such as "30s"`}},
+		{name: "retry_timeout too short", path: "advanced.retry_timeout", value: "10ms",
+			errors: []string{`"advanced.retry_timeout" is 10ms, shorter than the least allowed, 1s; leave it empty for the default of 5m`}},
 		{name: "bad sslmode", path: "advanced.sslmode", value: "verify_full",
 			errors: []string{`"advanced.sslmode" "verify_full" is not a valid mode`, "disable, allow, prefer, require, verify-ca, verify-full"}},
 		{name: "unqualified watermarks table", path: "advanced.watermarksTable", value: "flow_watermarks",

@@ -34,6 +34,8 @@ func (Advanced) JSONSchemaExtend(s *jsonschema.Schema) {
 	setDefault(s, "slotName", DefaultSlotName)
 	setDefault(s, "watermarksTable", DefaultWatermarksTable)
 	setDefault(s, "sslmode", DefaultSSLMode)
+	setDefault(s, "network_timeout", FormatDuration(DefaultNetworkTimeout))
+	setDefault(s, "retry_timeout", FormatDuration(DefaultRetryTimeout))
 	setEnum(s, "sslmode", sslModes...)
 }
 

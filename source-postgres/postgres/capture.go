@@ -68,8 +68,9 @@ func (c *Connector) Capture(ctx context.Context, cfg *config.Endpoint, targets [
 		return err
 	}
 	err = sqlcapture.Run(ctx, db, bindings, state, out, acks, sqlcapture.Options{
-		ChunkSize: cfg.Advanced.BackfillChunkSize,
-		Logger:    c.Log,
+		ChunkSize:    cfg.Advanced.BackfillChunkSize,
+		RetryTimeout: cfg.RetryTimeout(),
+		Logger:       c.Log,
 	})
 	if err != nil && !sqlcapture.IsCancellation(err) {
 		err = db.explainFailure(ctx, err)

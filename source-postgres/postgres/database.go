@@ -12,7 +12,11 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
+	"strconv"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
@@ -22,6 +26,7 @@ import (
 	"pgcapture/source-postgres/backfill"
 	"pgcapture/source-postgres/config"
 	"pgcapture/source-postgres/discovery"
+	"pgcapture/source-postgres/faults"
 	"pgcapture/source-postgres/pgtypes"
 	"pgcapture/source-postgres/replication"
 	"pgcapture/sqlcapture"
@@ -44,6 +49,10 @@ type Database struct {
 	described map[sqlcapture.StreamID]bool
 	scanner   *backfill.Scanner
 	xids      *backfill.CommittedXIDs
+	// replicationPID is the server process of the last replication
+	// connection, which a reconnecting capture ends if it still holds the
+	// slot.
+	replicationPID uint32
 }
 
 var _ sqlcapture.Database = (*Database)(nil)
@@ -52,36 +61,11 @@ var _ sqlcapture.Database = (*Database)(nil)
 // configured) and discovers the database's tables.
 func Connect(ctx context.Context, cfg *config.Endpoint, log logrus.FieldLogger) (*Database, error) {
 	db := &Database{cfg: cfg, log: log}
-	if f := cfg.NetworkTunnel; f != nil && f.SSHForwarding != nil {
-		t, err := sshtunnel.Open(ctx, sshtunnel.Config{
-			Endpoint:   f.SSHForwarding.SSHEndpoint,
-			PrivateKey: f.SSHForwarding.PrivateKey,
-			HostKey:    f.SSHForwarding.HostKey,
-			Logger:     log,
-		})
-		if err != nil {
-			return nil, err
-		}
-		db.tunnel = t
-	}
-	pcfg, err := db.connConfig(false)
-	if err != nil {
+	if err := db.open(ctx); err != nil {
 		db.Close(ctx)
 		return nil, err
 	}
-	cc, err := pgx.ParseConfig("")
-	if err != nil {
-		db.Close(ctx)
-		return nil, err
-	}
-	cc.Config = *pcfg
-	// Every statement is issued once per chunk or once per session, so
-	// caching prepared statements buys nothing.
-	cc.DefaultQueryExecMode = pgx.QueryExecModeExec
-	if db.conn, err = pgx.ConnectConfig(ctx, cc); err != nil {
-		db.Close(ctx)
-		return nil, config.ExplainConnectError(err, cfg)
-	}
+	var err error
 	if db.types, err = pgtypes.LoadRegistry(ctx, db.conn); err != nil {
 		db.Close(ctx)
 		return nil, fmt.Errorf("loading the database's types: %w", err)
@@ -98,9 +82,75 @@ func Connect(ctx context.Context, cfg *config.Endpoint, log logrus.FieldLogger) 
 	return db, nil
 }
 
+// open opens the tunnel, if one is configured, and the query connection.
+func (db *Database) open(ctx context.Context) error {
+	if f := db.cfg.NetworkTunnel; f != nil && f.SSHForwarding != nil {
+		t, err := sshtunnel.Open(ctx, sshtunnel.Config{
+			Endpoint:   f.SSHForwarding.SSHEndpoint,
+			PrivateKey: f.SSHForwarding.PrivateKey,
+			HostKey:    f.SSHForwarding.HostKey,
+			// Probes of the SSH server notice a dead tunnel within two
+			// intervals, the network timeout.
+			KeepaliveInterval: db.cfg.NetworkTimeout() / 2,
+			Logger:            db.log,
+		})
+		if err != nil {
+			return err
+		}
+		db.tunnel = t
+	}
+	pcfg, err := db.connConfig(false)
+	if err != nil {
+		return err
+	}
+	cc, err := pgx.ParseConfig("")
+	if err != nil {
+		return err
+	}
+	cc.Config = *pcfg
+	// Every statement is issued once per chunk or once per session, so
+	// caching prepared statements buys nothing.
+	cc.DefaultQueryExecMode = pgx.QueryExecModeExec
+	if db.conn, err = pgx.ConnectConfig(ctx, cc); err != nil {
+		return config.ExplainConnectError(err, db.cfg)
+	}
+	return nil
+}
+
+// Reconnect implements sqlcapture.Database: it closes the query connection
+// and the tunnel, which may be what failed, and opens new ones.
+func (db *Database) Reconnect(ctx context.Context) error {
+	db.Close(ctx)
+	db.conn, db.tunnel = nil, nil
+	if err := db.open(ctx); err != nil {
+		return faults.Classify(fmt.Errorf("reconnecting to the database: %w", err))
+	}
+	if db.xids != nil {
+		db.scanner = backfill.NewScanner(db.conn.PgConn(), db.xids, db.log)
+	}
+	return nil
+}
+
+// classify marks err transient if reconnecting may cure it. A failure that
+// closed the query connection is the connection's: pgconn's errors for a
+// connection it closed say only "conn closed".
+func (db *Database) classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, isServer := errors.AsType[*pgconn.PgError](err); !isServer && !errors.Is(err, context.Canceled) &&
+		db.conn != nil && db.conn.IsClosed() {
+		return sqlcapture.Transient(err)
+	}
+	return faults.Classify(err)
+}
+
 // Close closes the query connection and the tunnel.
 func (db *Database) Close(ctx context.Context) {
 	if db.conn != nil {
+		// A dead connection would hold Close up until the network timeout.
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
 		db.conn.Close(ctx)
 	}
 	if db.tunnel != nil {
@@ -170,13 +220,22 @@ func (db *Database) prepareCapture(ctx context.Context, tables []*discovery.Tabl
 }
 
 // StartReplication implements sqlcapture.Database.
-func (db *Database) StartReplication(ctx context.Context, cursor string) (sqlcapture.ReplicationStream, error) {
-	var start pglogrepl.LSN
+func (db *Database) StartReplication(ctx context.Context, cursor, acknowledged string) (sqlcapture.ReplicationStream, error) {
+	var start, acked pglogrepl.LSN
 	if cursor != "" {
 		var err error
 		if start, err = pglogrepl.ParseLSN(cursor); err != nil {
 			return nil, fmt.Errorf("the capture's checkpointed cursor %q is not an LSN: %w", cursor, err)
 		}
+	}
+	if acknowledged != "" {
+		var err error
+		if acked, err = pglogrepl.ParseLSN(acknowledged); err != nil {
+			return nil, fmt.Errorf("the capture's acknowledged cursor %q is not an LSN: %w", acknowledged, err)
+		}
+	}
+	if err := db.endStaleReplication(ctx); err != nil {
+		return nil, err
 	}
 	pcfg, err := db.connConfig(true)
 	if err != nil {
@@ -184,26 +243,58 @@ func (db *Database) StartReplication(ctx context.Context, cursor string) (sqlcap
 	}
 	conn, err := pgconn.ConnectConfig(ctx, pcfg)
 	if err != nil {
-		return nil, fmt.Errorf("opening the replication connection: %w", config.ExplainConnectError(err, db.cfg))
+		return nil, faults.Classify(fmt.Errorf("opening the replication connection: %w", config.ExplainConnectError(err, db.cfg)))
 	}
+	db.replicationPID = conn.PID()
 	tables := make(map[sqlcapture.StreamID]*discovery.Table, len(db.chunks))
 	for id := range db.chunks {
 		tables[id] = db.tables[id]
 	}
+	host, port := db.cfg.HostPort()
 	s, err := replication.Start(ctx, conn, uint64(start), replication.Options{
-		Slot:        db.cfg.Advanced.SlotName,
-		Publication: db.cfg.Advanced.PublicationName,
-		Tables:      tables,
-		Watermarks:  db.watermarks(),
-		Types:       db.types,
-		Committed:   db.xids.Committed,
-		Logger:      db.log,
+		Slot:         db.cfg.Advanced.SlotName,
+		Publication:  db.cfg.Advanced.PublicationName,
+		Tables:       tables,
+		Watermarks:   db.watermarks(),
+		Types:        db.types,
+		Committed:    db.xids.Committed,
+		Logger:       db.log,
+		Timeout:      db.cfg.NetworkTimeout(),
+		Server:       net.JoinHostPort(host, strconv.Itoa(int(port))),
+		Acknowledged: uint64(acked),
 	})
 	if err != nil {
 		conn.Close(ctx)
-		return nil, err
+		return nil, faults.Classify(err)
 	}
 	return s, nil
+}
+
+// endStaleReplication ends the server process of this capture's previous
+// replication connection if it still holds the slot: after a partition or
+// a pause the server may not notice for wal_sender_timeout (a minute by
+// default) that the connection is gone, and until then the slot refuses a
+// new one. A user may end its own role's sessions; if this fails, starting
+// replication fails with "replication slot is active", which is retried.
+func (db *Database) endStaleReplication(ctx context.Context) error {
+	if db.replicationPID == 0 {
+		return nil
+	}
+	var ended bool
+	err := db.conn.QueryRow(ctx, `SELECT coalesce(bool_or(pg_terminate_backend(active_pid)), false)
+		FROM pg_replication_slots WHERE slot_name = $1 AND active_pid = $2`,
+		db.cfg.Advanced.SlotName, int32(db.replicationPID)).Scan(&ended)
+	if err != nil {
+		if _, isServer := errors.AsType[*pgconn.PgError](err); isServer {
+			db.log.WithError(err).Debug("could not end the previous replication connection's server process")
+			return nil
+		}
+		return db.classify(fmt.Errorf("looking for the previous replication connection: %w", err))
+	}
+	if ended {
+		db.log.WithField("pid", db.replicationPID).Info("ended the server process of the previous replication connection, which still held the slot")
+	}
+	return nil
 }
 
 // ScanChunk implements sqlcapture.Database.
@@ -212,13 +303,27 @@ func (db *Database) ScanChunk(ctx context.Context, stream sqlcapture.StreamID, a
 	if t == nil {
 		return nil, false, fmt.Errorf("table %s is not captured", stream)
 	}
-	return db.scanner.ScanChunk(ctx, t, after, offset, limit, emit)
+	// A failure to emit is the output's, never the connection's.
+	var emitErr error
+	next, done, err := db.scanner.ScanChunk(ctx, t, after, offset, limit, func(r sqlcapture.Row) error {
+		emitErr = emit(r)
+		return emitErr
+	})
+	if err != nil && emitErr == nil {
+		err = db.classify(err)
+	}
+	return next, done, err
 }
 
 // DescribeStream implements sqlcapture.Database: it rediscovers the table
 // (reloading types, which may be new), rebuilds its chunk queries for its
 // current columns, and returns its document schema.
 func (db *Database) DescribeStream(ctx context.Context, stream sqlcapture.StreamID) (json.RawMessage, error) {
+	schema, err := db.describeStream(ctx, stream)
+	return schema, db.classify(err)
+}
+
+func (db *Database) describeStream(ctx context.Context, stream sqlcapture.StreamID) (json.RawMessage, error) {
 	t := db.tables[stream]
 	if cur := db.chunks[stream]; cur != nil && db.described[stream] {
 		types, err := pgtypes.LoadRegistry(ctx, db.conn)
@@ -258,5 +363,5 @@ func (db *Database) DescribeStream(ctx context.Context, stream sqlcapture.Stream
 func (db *Database) WriteWatermark(ctx context.Context, id string) error {
 	_, err := db.conn.Exec(ctx, "INSERT INTO "+db.quotedWatermarks()+" (slot, watermark) VALUES ($1, $2) ON CONFLICT (slot) DO UPDATE SET watermark = EXCLUDED.watermark",
 		db.cfg.Advanced.SlotName, id)
-	return err
+	return db.classify(err)
 }

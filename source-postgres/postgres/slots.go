@@ -76,6 +76,9 @@ func (db *Database) ensureSlot(ctx context.Context, cursor string) error {
 // explains: PostgreSQL ends the stream of a slot it invalidates (or that is
 // dropped) with a bare "terminating connection", which says nothing of why.
 func (db *Database) explainFailure(ctx context.Context, err error) error {
+	if db.conn == nil || db.conn.IsClosed() {
+		return err // the connection failed too: nothing to ask
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	slot := db.cfg.Advanced.SlotName

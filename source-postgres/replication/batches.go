@@ -53,7 +53,15 @@ func (s *Stream) flush() {
 	}
 	select {
 	case s.events <- s.batch:
-	case <-s.closed:
+	default:
+		// The engine is busy (with a backfill chunk, say): the server's
+		// silence meanwhile is the receiver's, not the server's.
+		s.handingOff.Store(true)
+		select {
+		case s.events <- s.batch:
+		case <-s.closed:
+		}
+		s.handingOff.Store(false)
 	}
 	s.batch = nil
 }

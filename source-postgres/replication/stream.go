@@ -27,6 +27,7 @@ import (
 
 	"pgcapture/source-postgres/discovery"
 	"pgcapture/source-postgres/document"
+	"pgcapture/source-postgres/faults"
 	"pgcapture/source-postgres/pgtypes"
 	"pgcapture/sqlcapture"
 )
@@ -49,6 +50,16 @@ type Options struct {
 	// IdleInterval is how often an idle stream reports the server's position
 	// as a Keepalive, so an idle capture's slot keeps advancing.
 	IdleInterval time.Duration
+	// Timeout, if set, is the liveness deadline: the stream fails when the
+	// server sends nothing for this long while the stream is waiting for
+	// it. Status updates then ask for a reply at least three times per
+	// Timeout, so a live server is never silent that long.
+	Timeout time.Duration
+	// Server names the server in errors, as host:port.
+	Server string
+	// Acknowledged is the position reported as confirmed until Acknowledge
+	// reports a later one (0: the start position).
+	Acknowledged uint64
 }
 
 // Stream is an open replication stream.
@@ -67,6 +78,14 @@ type Stream struct {
 	closeOnce sync.Once
 	writeMu   sync.Mutex
 	acked     atomic.Uint64
+	// received counts the messages received, and handingOff is set while
+	// the receiver waits for the engine to take a batch rather than for
+	// the server: the liveness deadline watches both.
+	received   atomic.Uint64
+	handingOff atomic.Bool
+	// silence is the liveness deadline's error, set before it closes the
+	// connection.
+	silence atomic.Pointer[error]
 	// idlePending: an idle position went unreported for being too soon.
 	idlePending atomic.Bool
 
@@ -99,6 +118,9 @@ func Start(ctx context.Context, conn *pgconn.PgConn, startLSN uint64, opts Optio
 	s := newStream(conn, startLSN, opts)
 	go s.receive()
 	go s.reportStatus()
+	if opts.Timeout > 0 {
+		go s.watchSilence()
+	}
 	return s, nil
 }
 
@@ -110,6 +132,10 @@ func newStream(conn *pgconn.PgConn, startLSN uint64, opts Options) *Stream {
 	}
 	if opts.IdleInterval <= 0 {
 		opts.IdleInterval = time.Second
+	}
+	if opts.Timeout > 0 {
+		opts.StatusInterval = min(opts.StatusInterval, opts.Timeout/3)
+		opts.IdleInterval = min(opts.IdleInterval, opts.StatusInterval)
 	}
 	if opts.Logger == nil {
 		opts.Logger = logrus.StandardLogger()
@@ -127,6 +153,9 @@ func newStream(conn *pgconn.PgConn, startLSN uint64, opts Options) *Stream {
 		idleLSN:   startLSN,
 	}
 	s.acked.Store(startLSN)
+	if opts.Acknowledged != 0 {
+		s.acked.Store(opts.Acknowledged)
+	}
 	return s
 }
 
@@ -199,7 +228,7 @@ func (s *Stream) sendStatus(ctx context.Context, replyRequested bool) error {
 		ReplyRequested:   replyRequested,
 	})
 	if err != nil {
-		return fmt.Errorf("sending the replication status update: %w", err)
+		return faults.Classify(fmt.Errorf("sending the replication status update: %w", err))
 	}
 	return nil
 }
@@ -231,11 +260,14 @@ func (s *Stream) reportStatus() {
 // with the reason in Err.
 func (s *Stream) receive() {
 	err := s.receiveLoop()
-	if err != nil {
+	if silence := s.silence.Load(); silence != nil {
+		err = *silence
+	} else if err != nil {
 		select {
 		case <-s.closed:
 			err = nil // a failure while shutting down is not the stream's error
 		default:
+			err = faults.Classify(err)
 		}
 	}
 	s.err = err
@@ -254,6 +286,7 @@ func (s *Stream) receiveLoop() error {
 		if err != nil {
 			return fmt.Errorf("receiving from the replication stream: %w", err)
 		}
+		s.received.Add(1)
 		switch m := msg.(type) {
 		case *pgproto3.CopyData:
 			if len(m.Data) == 0 {
@@ -284,6 +317,36 @@ func (s *Stream) receiveLoop() error {
 			return nil
 		case *pgproto3.ErrorResponse:
 			return fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(m))
+		}
+	}
+}
+
+// watchSilence enforces the liveness deadline: when the receiver has waited
+// on the server for Timeout without a message, it records the silence as
+// the stream's error and closes the connection, which ends the receiver's
+// wait. Without it, a partition that drops packets silently leaves the
+// receiver blocked for as long as TCP takes to give up, if it ever does (a
+// paused server's kernel keeps acknowledging).
+func (s *Stream) watchSilence() {
+	tick := time.NewTicker(min(s.opts.Timeout/4, time.Second))
+	defer tick.Stop()
+	seen, heard := s.received.Load(), time.Now()
+	for {
+		select {
+		case <-s.exited:
+			return
+		case <-tick.C:
+		}
+		if n := s.received.Load(); n != seen || s.handingOff.Load() {
+			seen, heard = n, time.Now()
+			continue
+		}
+		if silent := time.Since(heard); silent >= s.opts.Timeout {
+			err := sqlcapture.Transient(fmt.Errorf("the replication stream from %s received nothing for %s (advanced.network_timeout is %s): the server, or the network to it, stopped responding",
+				s.opts.Server, silent.Round(100*time.Millisecond), s.opts.Timeout))
+			s.silence.Store(&err)
+			s.conn.Conn().Close()
+			return
 		}
 	}
 }
