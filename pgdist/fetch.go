@@ -216,7 +216,7 @@ func (f *Fetcher) get(ctx context.Context, rawURL string) (*http.Response, error
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
+		resp.Body.Close() //nolint:errcheck // closing on the way out; the failure being returned or the end of the connection is what matters
 		return nil, fmt.Errorf("GET %s: %s", rawURL, resp.Status)
 	}
 	return resp, nil
@@ -333,7 +333,7 @@ func removeWorkInProgress(dir string) {
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), downloadPrefix) || strings.HasPrefix(e.Name(), extractPrefix) {
-			os.RemoveAll(filepath.Join(dir, e.Name()))
+			os.RemoveAll(filepath.Join(dir, e.Name())) //nolint:errcheck // best-effort cleanup of a temporary directory
 		}
 	}
 }

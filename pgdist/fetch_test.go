@@ -143,7 +143,7 @@ func (r *testRegistry) serve(w http.ResponseWriter, req *http.Request) {
 				"shasum":    "0000000000000000000000000000000000000000",
 			}}
 		}
-		json.NewEncoder(w).Encode(map[string]any{"name": "@embedded-postgres/" + testPlatform, "versions": versions})
+		json.NewEncoder(w).Encode(map[string]any{"name": "@embedded-postgres/" + testPlatform, "versions": versions}) //nolint:errcheck // a test server; the client checks what arrived
 	case strings.HasPrefix(req.URL.Path, tarballPrefix):
 		r.tarballGets.Add(1)
 		data, ok := r.tarballs[strings.TrimSuffix(strings.TrimPrefix(req.URL.Path, tarballPrefix), ".tgz")]
@@ -151,7 +151,7 @@ func (r *testRegistry) serve(w http.ResponseWriter, req *http.Request) {
 			http.NotFound(w, req)
 			return
 		}
-		w.Write(data)
+		w.Write(data) //nolint:errcheck // a test peer; the reader checks what arrived
 	default:
 		http.NotFound(w, req)
 	}

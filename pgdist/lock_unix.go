@@ -31,15 +31,15 @@ func lockDir(ctx context.Context, path string) (unlock func(), err error) {
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
-			return func() { f.Close() }, nil // closing releases the lock
+			return func() { f.Close() }, nil //nolint:errcheck // closing releases the lock, and the lock is all the file is for
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
+			f.Close() //nolint:errcheck // closing on the way out; the failure being returned or the end of the connection is what matters
 			return nil, fmt.Errorf("locking %s: %w", path, err)
 		}
 		select {
 		case <-ctx.Done():
-			f.Close()
+			f.Close() //nolint:errcheck // closing on the way out; the failure being returned or the end of the connection is what matters
 			return nil, fmt.Errorf("waiting for another process fetching a PostgreSQL build (it holds %s): %w", path, ctx.Err())
 		case <-poll.C:
 		}

@@ -40,7 +40,7 @@ func StartFaultProxy(t testing.TB, target string) *FaultProxy {
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(func() {
-		l.Close()
+		l.Close() //nolint:errcheck // closing on the way out; the failure being returned or the end of the connection is what matters
 		p.Heal()
 		p.closeAll(false)
 		p.wg.Wait()
@@ -90,9 +90,9 @@ func (p *FaultProxy) closeAll(reset bool) {
 	defer p.mu.Unlock()
 	for c := range p.conns {
 		if tc, ok := c.(*net.TCPConn); ok && reset {
-			tc.SetLinger(0) // close with an RST
+			tc.SetLinger(0) //nolint:errcheck // SO_LINGER 0: the close is an RST; if it cannot be set, the close is still a close
 		}
-		c.Close()
+		c.Close() //nolint:errcheck // closing on the way out; the failure being returned or the end of the connection is what matters
 		delete(p.conns, c)
 	}
 }
@@ -120,7 +120,7 @@ func (p *FaultProxy) accept() {
 			p.wait() // a blackholed network answers no new connection either
 			server, err := net.Dial("tcp", p.target)
 			if err != nil {
-				client.Close()
+				client.Close() //nolint:errcheck // closing on the way out; the failure being returned or the end of the connection is what matters
 				return
 			}
 			p.mu.Lock()
@@ -154,8 +154,8 @@ func (p *FaultProxy) pump(dst, src net.Conn, done chan<- struct{}) {
 			delete(p.conns, src)
 			delete(p.conns, dst)
 			p.mu.Unlock()
-			src.Close()
-			dst.Close()
+			src.Close() //nolint:errcheck // closing on the way out; the failure being returned or the end of the connection is what matters
+			dst.Close() //nolint:errcheck // closing on the way out; the failure being returned or the end of the connection is what matters
 			return
 		}
 	}

@@ -56,7 +56,7 @@ func (p *program) compile(flags []string) (dir, path string, err error) {
 	cmd := exec.Command("go", append(args, p.pkg)...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
+		os.RemoveAll(dir) //nolint:errcheck // best-effort cleanup of a temporary directory
 		return "", "", fmt.Errorf("go build %s in %s: %w\n%s", p.pkg, root, err, out)
 	}
 	return dir, path, nil

@@ -16,7 +16,7 @@ func TestSearchableBy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(base) })
+	t.Cleanup(func() { os.RemoveAll(base) }) //nolint:errcheck // best-effort cleanup of a temporary directory
 	open := filepath.Join(base, "open")
 	closed := filepath.Join(base, "open", "closed")
 	for dir, mode := range map[string]os.FileMode{open: 0o755, closed: 0o700} {

@@ -105,7 +105,7 @@ func testSSHServer(t *testing.T, server sshServer) {
 		refused := *config
 		refused.User = "pgcapture-nobody"
 		if client, err := ssh.Dial("tcp", addr, &refused); err == nil {
-			client.Close()
+			client.Close() //nolint:errcheck // closing on the way out; the failure being returned or the end of the connection is what matters
 			t.Fatal("the server let in a user other than " + user)
 		}
 	})
@@ -122,7 +122,7 @@ func testSSHServer(t *testing.T, server sshServer) {
 		if err != nil {
 			t.Fatalf("logging in asking for an RSA host key: %v", err)
 		}
-		client.Close()
+		client.Close() //nolint:errcheck // closing on the way out; the failure being returned or the end of the connection is what matters
 		if offered == nil || offered.Type() != ssh.KeyAlgoRSA {
 			t.Errorf("the server offered %v, want an RSA key", offered)
 		}
@@ -156,10 +156,10 @@ func testSSHServer(t *testing.T, server sshServer) {
 			t.Fatal(err)
 		}
 		closed := l.Addr().String()
-		l.Close()
+		l.Close() //nolint:errcheck // closing on the way out; the failure being returned or the end of the connection is what matters
 		conn, err := client.Dial("tcp", closed)
 		if err == nil {
-			conn.Close()
+			conn.Close() //nolint:errcheck // closing on the way out; the failure being returned or the end of the connection is what matters
 			t.Fatalf("a direct-tcpip channel to %s, where nothing listens, was opened", closed)
 		}
 		if openErr, ok := errors.AsType[*ssh.OpenChannelError](err); !ok || openErr.Reason != ssh.ConnectionFailed {
@@ -171,14 +171,14 @@ func testSSHServer(t *testing.T, server sshServer) {
 		// A server that reads until EOF, then answers.
 		addr := ServeTCP(t, func(c net.Conn) {
 			data, _ := io.ReadAll(c)
-			c.Write(append([]byte("got "), data...))
+			c.Write(append([]byte("got "), data...)) //nolint:errcheck // a test peer; the reader checks what arrived
 		})
 		conn, err := client.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		conn.Write([]byte("request"))
+		conn.Write([]byte("request")) //nolint:errcheck // a test peer; the reader checks what arrived
 		if err := conn.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
 			t.Fatal(err)
 		}

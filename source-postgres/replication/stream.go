@@ -345,7 +345,7 @@ func (s *Stream) watchSilence() {
 			err := sqlcapture.Transient(fmt.Errorf("the replication stream from %s received nothing for %s (advanced.network_timeout is %s): the server, or the network to it, stopped responding",
 				s.opts.Server, silent.Round(100*time.Millisecond), s.opts.Timeout))
 			s.silence.Store(&err)
-			s.conn.Conn().Close()
+			s.conn.Conn().Close() //nolint:errcheck // closing on the way out; the failure being returned or the end of the connection is what matters
 			return
 		}
 	}

@@ -51,10 +51,10 @@ func main() {
 	flag.Parse()
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 
-	if err := run(*listen, *user, *authorizedKeys, hostKeys); err != nil {
-		log.Print("gosshd: ", err)
-		os.Exit(1)
-	}
+	// run serves until it fails: it returns only with an error.
+	err := run(*listen, *user, *authorizedKeys, hostKeys)
+	log.Print("gosshd: ", err)
+	os.Exit(1)
 }
 
 func run(listen, user, authorizedKeysPath string, hostKeyPaths []string) error {
@@ -136,26 +136,26 @@ func readAuthorizedKeys(path string) (map[string]bool, error) {
 // it ends.
 func serve(conn net.Conn, config *ssh.ServerConfig) {
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(loginGraceTime))
+	conn.SetDeadline(time.Now().Add(loginGraceTime)) //nolint:errcheck // a connection whose deadline cannot be set fails its handshake anyway
 	sconn, channels, requests, err := ssh.NewServerConn(conn, config)
 	if err != nil {
 		log.Printf("Connection from %s closed during login: %v", conn.RemoteAddr(), err)
 		return
 	}
-	conn.SetDeadline(time.Time{})
+	conn.SetDeadline(time.Time{}) //nolint:errcheck // a connection whose deadline cannot be set fails its handshake anyway
 	log.Printf("Accepted publickey for %s from %s %s", sconn.User(), conn.RemoteAddr(), sconn.Permissions.Extensions["key"])
 
 	// Forwarded connections end with the SSH connection.
 	ended := make(chan struct{})
 	go func() {
-		sconn.Wait()
+		sconn.Wait() //nolint:errcheck // the connection has ended either way
 		close(ended)
 	}()
 	go ssh.DiscardRequests(requests)
 	var forwards sync.WaitGroup
 	for nc := range channels {
 		if nc.ChannelType() != "direct-tcpip" {
-			nc.Reject(ssh.UnknownChannelType, "only direct-tcpip channels are served")
+			nc.Reject(ssh.UnknownChannelType, "only direct-tcpip channels are served") //nolint:errcheck // a refused channel; the client sees the refusal or the closed connection
 			continue
 		}
 		forwards.Go(func() { forward(nc, ended) })
@@ -179,14 +179,14 @@ type directTCPIP struct {
 func forward(nc ssh.NewChannel, ended <-chan struct{}) {
 	var req directTCPIP
 	if err := ssh.Unmarshal(nc.ExtraData(), &req); err != nil {
-		nc.Reject(ssh.ConnectionFailed, "malformed direct-tcpip request")
+		nc.Reject(ssh.ConnectionFailed, "malformed direct-tcpip request") //nolint:errcheck // a refused channel; the client sees the refusal or the closed connection
 		return
 	}
 	addr := net.JoinHostPort(req.Host, strconv.Itoa(int(req.Port)))
 	target, err := net.DialTimeout("tcp", addr, dialTimeout)
 	if err != nil {
 		log.Printf("direct-tcpip to %s failed: %v", addr, err)
-		nc.Reject(ssh.ConnectionFailed, err.Error())
+		nc.Reject(ssh.ConnectionFailed, err.Error()) //nolint:errcheck // a refused channel; the client sees the refusal or the closed connection
 		return
 	}
 	defer target.Close()
@@ -199,13 +199,13 @@ func forward(nc ssh.NewChannel, ended <-chan struct{}) {
 
 	done := make(chan struct{}, 2)
 	go func() {
-		io.Copy(target, ch)
-		target.(*net.TCPConn).CloseWrite()
+		io.Copy(target, ch)                //nolint:errcheck // a forward ends when either side closes; nothing to report
+		target.(*net.TCPConn).CloseWrite() //nolint:errcheck // half-close after the copy; the connection is closing anyway
 		done <- struct{}{}
 	}()
 	go func() {
-		io.Copy(ch, target)
-		ch.CloseWrite()
+		io.Copy(ch, target) //nolint:errcheck // a forward ends when either side closes; nothing to report
+		ch.CloseWrite()     //nolint:errcheck // half-close after the copy; the connection is closing anyway
 		done <- struct{}{}
 	}()
 	for range 2 {
