@@ -23,6 +23,7 @@ func TestParseDefaults(t *testing.T) {
 			SlotName:          DefaultSlotName,
 			WatermarksTable:   DefaultWatermarksTable,
 			SSLMode:           DefaultSSLMode,
+			OversizedValues:   OversizedEmit,
 		},
 	}
 	if !reflect.DeepEqual(e, want) {
@@ -80,7 +81,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "not JSON", raw: `{"address": "db",}`, errors: []string{"not valid JSON"}},
 		{name: "not an object", raw: `["db"]`, errors: []string{"must be a JSON object"}},
 		{name: "unknown field", path: "adress", value: "db",
-			errors: []string{`"adress" is not a known field`, "known fields are address, database, user, password, advanced, networkTunnel"}},
+			errors: []string{`"adress" is not a known field`, "known fields are address, database, user, password, credentials, historyMode, discoveryFilters, advanced, networkTunnel"}},
 		{name: "unknown nested field", path: "advanced.chunk_size", value: 10,
 			errors: []string{`"advanced.chunk_size" is not a known field`, "backfill_chunk_size, publicationName"}},
 		{name: "unknown tunnel field", path: "networkTunnel.sshForwarding.user", value: "flow",

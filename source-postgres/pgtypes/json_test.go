@@ -338,3 +338,47 @@ func TestTimestampCommonFormMatchesParser(t *testing.T) {
 		}
 	}
 }
+
+func TestEncodingTruncate(t *testing.T) {
+	enc := Encoding{TruncateAt: 8}
+	text, bytea, jsonb := *textType, *byteaType, *jsonbType
+	text.enc, bytea.enc, jsonb.enc = enc, enc, enc
+	for _, tc := range []struct {
+		typ      *Type
+		in, want string
+	}{
+		{&text, "abcdefgh", `"abcdefgh"`},   // at the limit: whole
+		{&text, "abcdefghij", `"abcdefgh"`}, // cut
+		{&text, "abcdefgé", `"abcdefg"`},    // é's first byte is the 8th: dropped
+		{&text, "abcdeféx", `"abcdefé"`},    // é ends at the 8th byte: kept
+		{&bytea, `\x00010203040506070809`, `"AAECAwQFBgc="`},
+		{&jsonb, `{"a":"0123456789"}`, `{"flow_truncated":true,"original_size":18}`},
+	} {
+		got, err := tc.typ.AppendJSON(nil, []byte(tc.in))
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%s %q: got %s, %v; want %s", tc.typ.Name, tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestEncodingFlattenArrays(t *testing.T) {
+	arr := arrayOf(int4Type)
+	flat := *arr
+	flat.enc = Encoding{FlattenArrays: true}
+	for _, tc := range []struct{ in, nested, flat string }{
+		{"{{1,2},{3,NULL}}", "[[1,2],[3,null]]", "[1,2,3,null]"},
+		{"{1,2}", "[1,2]", "[1,2]"},
+		{"{}", "[]", "[]"},
+		{"[0:1][1:1]={{5},{6}}", "[[5],[6]]", "[5,6]"},
+	} {
+		if got, err := arr.AppendJSON(nil, []byte(tc.in)); err != nil || string(got) != tc.nested {
+			t.Errorf("nested %s: %s, %v; want %s", tc.in, got, err, tc.nested)
+		}
+		if got, err := flat.AppendJSON(nil, []byte(tc.in)); err != nil || string(got) != tc.flat {
+			t.Errorf("flat %s: %s, %v; want %s", tc.in, got, err, tc.flat)
+		}
+	}
+	if got, _ := json.Marshal(flat.Schema()); string(got) != `{"items":{"type":["integer","null"]},"type":"array"}` {
+		t.Errorf("flattened array schema %s", got)
+	}
+}

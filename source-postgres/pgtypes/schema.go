@@ -49,6 +49,9 @@ func (t *Type) Schema() map[string]any {
 		if t.Elem == nil {
 			break
 		}
+		if t.enc.FlattenArrays {
+			return map[string]any{"type": "array", "items": Nullable(t.Elem.Schema())}
+		}
 		return map[string]any{"type": "array", "items": arrayItems(t.Elem.Schema())}
 	}
 	// Constraints the database can widen without rewriting the table are

@@ -82,9 +82,10 @@ func Connect(ctx context.Context, cfg *config.Endpoint, log logrus.FieldLogger) 
 		db.Close(ctx)
 		return nil, config.ExplainConnectError(err, cfg)
 	}
-	if db.types, err = pgtypes.LoadRegistry(ctx, db.conn); err != nil {
+	db.logCompatibilityNotes()
+	if db.types, err = db.loadRegistry(ctx); err != nil {
 		db.Close(ctx)
-		return nil, fmt.Errorf("loading the database's types: %w", err)
+		return nil, err
 	}
 	tables, err := discovery.ListTables(ctx, db.conn, db.types, db.discoveryOptions())
 	if err != nil {
@@ -127,6 +128,7 @@ func (db *Database) connConfig(replication bool) (*pgconn.Config, error) {
 		// 200 ms a fence), and under a synchronous standby for the standby.
 		// The query connection writes nothing but watermarks.
 		params["synchronous_commit"] = "local"
+		queryParams(db.cfg, params)
 	}
 	var dial config.DialFunc
 	if db.tunnel != nil {
@@ -160,7 +162,7 @@ func (db *Database) prepareCapture(ctx context.Context, tables []*discovery.Tabl
 	db.scanner = backfill.NewScanner(db.conn.PgConn(), db.xids, db.log)
 	db.chunks = make(map[sqlcapture.StreamID]*backfill.Table, len(tables))
 	for _, t := range tables {
-		bt, err := backfill.NewTable(t, physical[t])
+		bt, err := backfill.NewTable(t, physical[t], db.cfg.Advanced.SourceTag)
 		if err != nil {
 			return err
 		}
@@ -196,6 +198,7 @@ func (db *Database) StartReplication(ctx context.Context, cursor string) (sqlcap
 		Tables:      tables,
 		Watermarks:  db.watermarks(),
 		Types:       db.types,
+		SourceTag:   db.cfg.Advanced.SourceTag,
 		Committed:   db.xids.Committed,
 		Logger:      db.log,
 	})
@@ -221,9 +224,9 @@ func (db *Database) ScanChunk(ctx context.Context, stream sqlcapture.StreamID, a
 func (db *Database) DescribeStream(ctx context.Context, stream sqlcapture.StreamID) (json.RawMessage, error) {
 	t := db.tables[stream]
 	if cur := db.chunks[stream]; cur != nil && db.described[stream] {
-		types, err := pgtypes.LoadRegistry(ctx, db.conn)
+		types, err := db.loadRegistry(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("loading the database's types: %w", err)
+			return nil, err
 		}
 		tables, err := discovery.ListTables(ctx, db.conn, types, db.discoveryOptions())
 		if err != nil {
@@ -238,7 +241,7 @@ func (db *Database) DescribeStream(ctx context.Context, stream sqlcapture.Stream
 		if t == nil {
 			return nil, fmt.Errorf("table %s no longer exists (or is no longer readable)", stream)
 		}
-		bt, err := backfill.NewTable(t, cur.Physical())
+		bt, err := backfill.NewTable(t, cur.Physical(), db.cfg.Advanced.SourceTag)
 		if err != nil {
 			return nil, err
 		}
@@ -251,7 +254,7 @@ func (db *Database) DescribeStream(ctx context.Context, stream sqlcapture.Stream
 	if t == nil {
 		return nil, fmt.Errorf("table %s is not captured", stream)
 	}
-	return t.DocumentSchema()
+	return db.documentSchema(t)
 }
 
 // WriteWatermark implements sqlcapture.Database.

@@ -105,7 +105,10 @@ func (c *Connector) Discover(ctx context.Context, rawConfig json.RawMessage) ([]
 		return cmp.Or(cmp.Compare(a.Schema, b.Schema), cmp.Compare(a.Name, b.Name))
 	})
 	for _, t := range tables {
-		schema, err := t.DocumentSchema()
+		if !cfg.IncludeTable(t.Schema, t.Name) {
+			continue // discoveryFilters, advanced.discover_schemas
+		}
+		schema, err := db.documentSchema(t)
 		if err != nil {
 			return nil, fmt.Errorf("building the schema of table %s: %w", t.QuotedName(), err)
 		}
