@@ -185,7 +185,7 @@ func (c *Connector) Open(ctx context.Context, req *protocol.OpenRequest, r *prot
 	if err != nil {
 		return err
 	}
-	state, err := sqlcapture.ParseState(req.State)
+	state, est, err := parseCheckpoint(req.State)
 	if err != nil {
 		return err
 	}
@@ -210,7 +210,7 @@ func (c *Connector) Open(ctx context.Context, req *protocol.OpenRequest, r *prot
 		}()
 		return nil
 	}
-	err = c.Capture(ctx, cfg, targets, state, &sessionOutput{w: w}, acks, opened)
+	err = c.capture(ctx, cfg, targets, state, est, &sessionOutput{w: w}, acks, opened)
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause
 	}
