@@ -71,7 +71,7 @@ func TestWideningNeverStalesTheSchema(t *testing.T) {
 		ALTER DOMAIN small_pos ADD CONSTRAINT small CHECK (VALUE > 0)`)
 	f.exec(t, `UPDATE public.t SET d = 123456 WHERE id = 3`)
 	f.exec(t, `ALTER TABLE public.t ALTER COLUMN v TYPE varchar(200)`) // no rewrite
-	f.exec(t, `ALTER DOMAIN code DROP NOT NULL`) // a no-op change of a domain
+	f.exec(t, `ALTER DOMAIN code DROP NOT NULL`)                       // a no-op change of a domain
 	f.exec(t, `ALTER TABLE public.t ALTER COLUMN vb TYPE varbit(16)`)
 	f.exec(t, `UPDATE public.t SET v = repeat('z', 150), vb = B'1010101010101', c = 'xyz' WHERE id = 4`)
 	s.WaitFor(t, 30*time.Second, "the streamed changes", func(s *testsupport.Session) bool {
