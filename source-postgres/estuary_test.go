@@ -220,3 +220,58 @@ func jsonText(t *testing.T, v any) string {
 	t.Helper()
 	return string(mustMarshal(t, v))
 }
+
+// TestEstuaryConfigShapesDiscoveryAndDocuments discovers and captures with
+// Estuary's options that change what is offered and emitted: discovery
+// filters, historyMode, source_tag and flatten_arrays; and checks that the
+// options accepted without effect are logged as such.
+func TestEstuaryConfigShapesDiscoveryAndDocuments(t *testing.T) {
+	f := newFixture(t)
+	f.exec(t, `CREATE SCHEMA audit;
+		CREATE TABLE public.orders (id int PRIMARY KEY, grid int[]);
+		INSERT INTO public.orders VALUES (1, '{{1,2},{3,4}}');
+		CREATE TABLE public.customers (id int PRIMARY KEY);
+		CREATE TABLE audit.orders_log (id int PRIMARY KEY)`)
+	cfg := f.estuaryConfig(map[string]any{"source_tag": "eu", "feature_flags": "flatten_arrays", "read_only_capture": true})
+	cfg["historyMode"] = true
+	cfg["discoveryFilters"] = map[string]any{"exclude_schemas": []string{"audit"}, "table_patterns": []string{"ord*"}}
+
+	resp, stderr, err := f.connector.Call(t, map[string]any{"discover": map[string]any{"connectorType": "IMAGE", "config": cfg}})
+	if err != nil {
+		t.Fatalf("discover: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "read_only_capture") {
+		t.Errorf("no warning explains read_only_capture:\n%s", stderr)
+	}
+	var body struct {
+		Bindings []discovered `json:"bindings"`
+	}
+	if err := json.Unmarshal(resp["discovered"], &body); err != nil {
+		t.Fatal(err)
+	}
+	if len(body.Bindings) != 1 || body.Bindings[0].RecommendedName != "public/orders" {
+		t.Fatalf("discovered %+v, want only public/orders", body.Bindings)
+	}
+	schema := string(body.Bindings[0].DocumentSchema)
+	for _, want := range []string{`"tag":{`, `"strategy":"lastWriteWins"`, `"items":{"type":["integer","null"]}`} {
+		if !strings.Contains(schema, want) {
+			t.Errorf("the schema lacks %s: %s", want, schema)
+		}
+	}
+
+	bindings := []testsupport.Binding{{Namespace: "public", Stream: "orders", Key: []string{"/id"}}}
+	s := f.connector.Open(t, testsupport.OpenRequest(cfg, bindings, nil), testsupport.SessionOptions{AutoAck: true})
+	s.WaitFor(t, 30*time.Second, "the backfill", func(s *testsupport.Session) bool {
+		return streamMode(t, s.State(), protocol.StateKey([]string{"public", "orders"}, 0)) == "Active"
+	})
+	f.exec(t, `INSERT INTO public.orders VALUES (2, '{{5},{6}}')`)
+	s.WaitFor(t, 30*time.Second, "the insert", func(s *testsupport.Session) bool { return len(docsOf(s, 0)) == 2 })
+	validator := strictValidator(t, body.Bindings[0].DocumentSchema)
+	docs := docsOf(s, 0)
+	validateDocs(t, validator, docs)
+	for i, want := range []string{`"grid":[1,2,3,4]`, `"grid":[5,6]`} {
+		if !strings.Contains(string(docs[i]), want) || !strings.Contains(string(docs[i]), `"tag":"eu"`) {
+			t.Errorf("document %d lacks %s or the source tag: %s", i, want, docs[i])
+		}
+	}
+}
