@@ -39,6 +39,10 @@ type SessionOptions struct {
 type Captured struct {
 	Binding int
 	Doc     json.RawMessage
+	// Schemas is how many sourcedSchema responses preceded the document:
+	// the schema in force for it is the binding's last among
+	// SourcedSchemas()[:Schemas] (see SchemaInForce).
+	Schemas int
 }
 
 // Checkpoint is a checkpoint and the documents it committed.
@@ -327,7 +331,7 @@ func (s *Session) handleCaptured(body json.RawMessage) error {
 	if !isObject(doc) {
 		return errors.New("doc is missing or not a JSON object")
 	}
-	s.pending = append(s.pending, Captured{Binding: binding, Doc: doc})
+	s.pending = append(s.pending, Captured{Binding: binding, Doc: doc, Schemas: len(s.schemas)})
 	return nil
 }
 
@@ -401,6 +405,20 @@ func (s *Session) SourcedSchemas() []SourcedSchema {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.schemas)
+}
+
+// SchemaInForce returns the schema that was in force for a captured
+// document: the binding's last sourcedSchema before it, or discovered when
+// none came before it.
+func (s *Session) SchemaInForce(c Captured, discovered json.RawMessage) json.RawMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := min(c.Schemas, len(s.schemas)) - 1; i >= 0; i-- {
+		if s.schemas[i].Binding == c.Binding {
+			return s.schemas[i].Schema
+		}
+	}
+	return discovered
 }
 
 // binding decodes and checks the binding index of a response; proto3 JSON

@@ -63,7 +63,7 @@ func BenchmarkBackfill(b *testing.B) {
 	if len(tables) != 1 {
 		b.Fatalf("discovered %d tables, want 1", len(tables))
 	}
-	table, err := NewTable(tables[0], false)
+	table, err := NewTable(tables[0], false, "")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -45,12 +45,13 @@ type column struct {
 }
 
 // NewTable prepares the chunk queries of a table. A physical table is read
-// in ranges of its blocks (ctid order); others in key order.
-func NewTable(t *discovery.Table, physical bool) (*Table, error) {
+// in ranges of its blocks (ctid order); others in key order. tag, if any,
+// is every document's _meta.source.tag.
+func NewTable(t *discovery.Table, physical bool, tag string) (*Table, error) {
 	if !physical && len(t.Key) == 0 {
 		return nil, fmt.Errorf("table %s has no primary key or usable unique index to backfill it in key order", t.QuotedName())
 	}
-	bt := &Table{info: t, doc: document.NewTable(t.Schema, t.Name), physical: physical}
+	bt := &Table{info: t, doc: document.NewTable(t.Schema, t.Name, tag), physical: physical}
 	var selects []string
 	for _, c := range t.Columns {
 		if !c.InDocuments() {

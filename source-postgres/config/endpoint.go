@@ -55,12 +55,17 @@ var sslModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "v
 // Password is not required: a server may authenticate the user without one
 // (trust authentication, or a client certificate given in ssl_cert/ssl_key).
 type Endpoint struct {
-	Address       string         `json:"address" jsonschema:"required,title=Server Address" jsonschema_description:"The host or host:port at which the database can be reached, such as db.example.com:5432 or [2001:db8::1]:5432. The port defaults to 5432."`
-	Database      string         `json:"database" jsonschema:"required,title=Database" jsonschema_description:"The logical database to capture from."`
-	User          string         `json:"user" jsonschema:"required,title=User" jsonschema_description:"The database user to authenticate as. It needs the REPLICATION attribute and permission to read the captured tables."`
-	Password      string         `json:"password" jsonschema:"title=Password" jsonschema_description:"Password of the database user. Leave it empty only if the server authenticates the user without one (trust authentication, or a client certificate set in Advanced Options)." jsonschema_extras:"secret=true"`
-	Advanced      Advanced       `json:"advanced" jsonschema:"title=Advanced Options" jsonschema_description:"Options for advanced users. You should not typically need to modify these." jsonschema_extras:"advanced=true"`
-	NetworkTunnel *NetworkTunnel `json:"networkTunnel,omitempty" jsonschema:"title=Network Tunnel" jsonschema_description:"Connect to the database through an SSH server that acts as a bastion host for your network."`
+	Address  string `json:"address" jsonschema:"required,title=Server Address" jsonschema_description:"The host or host:port at which the database can be reached, such as db.example.com:5432 or [2001:db8::1]:5432. The port defaults to 5432."`
+	Database string `json:"database" jsonschema:"required,title=Database" jsonschema_description:"The logical database to capture from."`
+	User     string `json:"user" jsonschema:"required,title=User" jsonschema_description:"The database user to authenticate as. It needs the REPLICATION attribute and permission to read the captured tables."`
+	Password string `json:"password" jsonschema:"title=Password" jsonschema_description:"Password of the database user. Leave it empty only if the server authenticates the user without one (trust authentication, or a client certificate set in Advanced Options)." jsonschema_extras:"secret=true"`
+	// Credentials, HistoryMode and DiscoveryFilters are Estuary's fields
+	// (estuary.go).
+	Credentials      *Credentials      `json:"credentials,omitempty" jsonschema:"title=Authentication" jsonschema_description:"The password in Estuary's form, {\"auth_type\": \"UserPassword\", \"password\": ...}: an alternative to Password."`
+	HistoryMode      bool              `json:"historyMode,omitempty" jsonschema:"title=History Mode" jsonschema_description:"Makes the schema keep every change's _meta/source rather than merging them (lastWriteWins, not associative), as Estuary's connector does. Documents are unchanged."`
+	DiscoveryFilters *DiscoveryFilters `json:"discoveryFilters,omitempty" jsonschema:"title=Discovery Filters" jsonschema_description:"Which tables discovery offers."`
+	Advanced         Advanced          `json:"advanced" jsonschema:"title=Advanced Options" jsonschema_description:"Options for advanced users. You should not typically need to modify these." jsonschema_extras:"advanced=true"`
+	NetworkTunnel    *NetworkTunnel    `json:"networkTunnel,omitempty" jsonschema:"title=Network Tunnel" jsonschema_description:"Connect to the database through an SSH server that acts as a bastion host for your network."`
 }
 
 // Advanced holds the options most users never need to change.
@@ -78,6 +83,20 @@ type Advanced struct {
 	// How failures of the network are noticed and recovered from.
 	NetworkTimeout string `json:"network_timeout" jsonschema:"title=Network Timeout,pattern=^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$" jsonschema_description:"How long a connection may go silent before the capture considers it dead, as a duration such as 30s or 1m: the replication stream fails over after this long without a message from the server (which sends one at least every few seconds when asked), and TCP keepalives and TCP_USER_TIMEOUT end a query's connection to a host that stopped answering after about this long."`
 	RetryTimeout   string `json:"retry_timeout" jsonschema:"title=Retry Timeout,pattern=^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$" jsonschema_description:"How long the capture keeps reconnecting, with backoff, after the connection failed (a reset, a restarting server, a silent network) before it gives up with the error, as a duration such as 5m. Authentication, permission and configuration errors are never retried."`
+
+	// The options below are Estuary's (estuary.go); CompatibilityNotes
+	// says what those not honoured mean here.
+	SourceTag                 string   `json:"source_tag,omitempty" jsonschema:"title=Source Tag" jsonschema_description:"When set, every document carries it as _meta/source/tag, to tell captures apart downstream."`
+	FeatureFlags              string   `json:"feature_flags,omitempty" jsonschema:"title=Feature Flags" jsonschema_description:"Estuary's comma-separated feature flags; a no_ prefix turns one off. flatten_arrays (without multidimensional_arrays) flattens multidimensional arrays into one list; no_use_schema_inference drops x-infer-schema. Others are accepted and logged."`
+	OversizedValues           string   `json:"oversized_values,omitempty" jsonschema:"title=Oversized Values" jsonschema_description:"What happens to a value over 8 MiB. emit (default): emitted whole. truncate: text and bytea are cut to 8 MiB, and json/jsonb become {\"flow_truncated\":true,\"original_size\":N}, as Estuary's connector does."`
+	StatementTimeoutText      string   `json:"statement_timeout,omitempty" jsonschema:"title=Statement Timeout" jsonschema_description:"statement_timeout of the connector's queries, such as 30s or 5m; 0 turns it off. Empty: the server's setting."`
+	DiscoverSchemas           []string `json:"discover_schemas,omitempty" jsonschema:"title=Discovery Schema Selection" jsonschema_description:"Discover only tables in these schemas. Empty: every schema."`
+	MinBackfillXID            string   `json:"min_backfill_xid,omitempty" jsonschema:"title=Minimum Backfill XID" jsonschema_description:"Accepted for compatibility and ignored: backfills read every row."`
+	ReadOnlyCapture           bool     `json:"read_only_capture,omitempty" jsonschema:"title=Read-Only Capture" jsonschema_description:"Accepted for compatibility and ignored: the connector writes watermarks to the watermarks table."`
+	CaptureAsPartitions       bool     `json:"capture_as_partitions,omitempty" jsonschema:"title=Capture Partitioned Tables As Partitions" jsonschema_description:"Accepted for compatibility: partitions are captured as the publication publishes them (publish_via_partition_root)."`
+	DiscoverUnpublishedTables bool     `json:"discover_unpublished_tables,omitempty" jsonschema:"title=Discover Unpublished Tables" jsonschema_description:"Accepted for compatibility: tables outside the publication are always discovered, and added to it when captured."`
+	RediscoveryInterval       string   `json:"rediscovery_interval,omitempty" jsonschema:"title=Rediscovery Interval" jsonschema_description:"Accepted for compatibility and ignored: a table's schema is reported again whenever the replication stream shows that it changed."`
+	DiscoverOnlyPublished     bool     `json:"discover_only_published,omitempty" jsonschema:"-"`
 }
 
 // NetworkTunnel configures how the database is reached through another host.
@@ -111,6 +130,7 @@ func Parse(raw []byte) (*Endpoint, error) {
 func (e *Endpoint) applyDefaults() {
 	// Surrounding spaces are a copy-and-paste accident, never part of a name.
 	e.Address = strings.TrimSpace(e.Address)
+	e.applyEstuaryDefaults()
 	if e.Database == "" {
 		e.Database = DefaultDatabase
 	}
@@ -175,6 +195,7 @@ func (e *Endpoint) Validate() error {
 	if e.NetworkTunnel != nil && e.NetworkTunnel.SSHForwarding != nil {
 		add(e.NetworkTunnel.SSHForwarding.validate())
 	}
+	errs = append(errs, e.validateEstuary()...)
 	return errors.Join(errs...)
 }
 
@@ -330,6 +351,15 @@ func (e *Endpoint) Redacted() Endpoint {
 	}
 	if c.Advanced.SSLKey != "" {
 		c.Advanced.SSLKey = redacted
+	}
+	if e.Credentials != nil {
+		creds := *e.Credentials
+		for _, secret := range []*string{&creds.Password, &creds.AWSSecretAccessKey, &creds.AWSSessionToken, &creds.GCPAccessToken, &creds.AzureAccessToken} {
+			if *secret != "" {
+				*secret = redacted
+			}
+		}
+		c.Credentials = &creds
 	}
 	if e.NetworkTunnel != nil {
 		tunnel := *e.NetworkTunnel

@@ -25,6 +25,7 @@ func TestParseDefaults(t *testing.T) {
 			SSLMode:           DefaultSSLMode,
 			NetworkTimeout:    "30s",
 			RetryTimeout:      "5m",
+			OversizedValues:   OversizedEmit,
 		},
 	}
 	if !reflect.DeepEqual(e, want) {
@@ -82,7 +83,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "not JSON", raw: `{"address": "db",}`, errors: []string{"not valid JSON"}},
 		{name: "not an object", raw: `["db"]`, errors: []string{"must be a JSON object"}},
 		{name: "unknown field", path: "adress", value: "db", //nolint:misspell // the typo is the unknown field under test
-			errors: []string{`"adress" is not a known field`, "known fields are address, database, user, password, advanced, networkTunnel"}}, //nolint:misspell // as above
+			errors: []string{`"adress" is not a known field`, "known fields are address, database, user, password, credentials, historyMode, discoveryFilters, advanced, networkTunnel"}}, //nolint:misspell // as above
 		{name: "unknown nested field", path: "advanced.chunk_size", value: 10,
 			errors: []string{`"advanced.chunk_size" is not a known field`, "backfill_chunk_size, publicationName"}},
 		{name: "unknown tunnel field", path: "networkTunnel.sshForwarding.user", value: "flow",

@@ -37,6 +37,9 @@ func (Advanced) JSONSchemaExtend(s *jsonschema.Schema) {
 	setDefault(s, "network_timeout", FormatDuration(DefaultNetworkTimeout))
 	setDefault(s, "retry_timeout", FormatDuration(DefaultRetryTimeout))
 	setEnum(s, "sslmode", sslModes...)
+	setDefault(s, "oversized_values", OversizedEmit)
+	setEnum(s, "oversized_values", oversizedValues...)
+	setEnum(s, "statement_timeout", statementTimeouts...)
 }
 
 // JSONSchemaExtend sets the choices of the resource schema from the same
@@ -97,4 +100,35 @@ func setOrder(s *jsonschema.Schema) {
 		order++
 		setOrder(p)
 	}
+}
+
+// JSONSchemaExtend shows the credentials as Estuary's UI expects them: one
+// variant per auth_type, told apart by it.
+func (Credentials) JSONSchemaExtend(s *jsonschema.Schema) {
+	variant := func(title, authType string, fields ...string) *jsonschema.Schema {
+		v := &jsonschema.Schema{
+			Type:       "object",
+			Title:      title,
+			Properties: jsonschema.NewProperties(),
+			Required:   append([]string{"auth_type"}, fields...),
+		}
+		v.Properties.Set("auth_type", &jsonschema.Schema{Type: "string", Const: authType, Default: authType})
+		for _, f := range fields {
+			if p, ok := s.Properties.Get(f); ok {
+				v.Properties.Set(f, p)
+			}
+		}
+		return v
+	}
+	s.OneOf = []*jsonschema.Schema{
+		variant("User Name and Password", AuthUserPassword, "password"),
+		variant("AWS IAM (not supported)", AuthAWSIAM, "aws_region", "aws_role_arn"),
+		variant("GCP IAM", AuthGCPIAM, "gcp_service_account_to_impersonate", "gcp_workload_identity_pool_audience"),
+		variant("Azure IAM", AuthAzureIAM, "azure_client_id", "azure_tenant_id"),
+	}
+	s.Properties, s.Required = nil, nil
+	if s.Extras == nil {
+		s.Extras = map[string]any{}
+	}
+	s.Extras["discriminator"] = map[string]any{"propertyName": "auth_type"}
 }

@@ -18,6 +18,22 @@ import (
 // and delete the key on a document whose _meta/op is "d"; _meta/before
 // keeps its first value.
 func (t *Table) DocumentSchema() (json.RawMessage, error) {
+	return t.DocumentSchemaWith(SchemaOptions{Inference: true})
+}
+
+// SchemaOptions are the capture settings that shape a document schema.
+type SchemaOptions struct {
+	// SourceTag: documents carry _meta/source/tag.
+	SourceTag bool
+	// HistoryMode: _meta/source keeps the last change's source rather than
+	// merging sources (Estuary's historyMode).
+	HistoryMode bool
+	// Inference asks the runtime to infer a schema too (x-infer-schema).
+	Inference bool
+}
+
+// DocumentSchemaWith is DocumentSchema shaped by opts.
+func (t *Table) DocumentSchemaWith(opts SchemaOptions) (json.RawMessage, error) {
 	anchor := t.anchor()
 	properties := make(map[string]any, len(t.Columns))
 	for _, c := range t.Columns {
@@ -67,6 +83,13 @@ func (t *Table) DocumentSchema() (json.RawMessage, error) {
 		},
 		"reduce": map[string]any{"strategy": "merge"},
 	}
+	source := meta["properties"].(map[string]any)["source"].(map[string]any)
+	if opts.SourceTag {
+		source["properties"].(map[string]any)["tag"] = map[string]any{"type": "string", "description": "The capture's source_tag."}
+	}
+	if opts.HistoryMode {
+		source["reduce"] = map[string]any{"strategy": "lastWriteWins", "associative": false}
+	}
 	doc := map[string]any{
 		"$schema": "https://json-schema.org/draft/2020-12/schema",
 		"$defs":   map[string]any{anchor: row},
@@ -80,7 +103,9 @@ func (t *Table) DocumentSchema() (json.RawMessage, error) {
 			},
 			map[string]any{"$ref": "#" + anchor},
 		},
-		"x-infer-schema": true,
+	}
+	if opts.Inference {
+		doc["x-infer-schema"] = true
 	}
 	out, err := json.Marshal(doc)
 	if err != nil {

@@ -88,6 +88,10 @@ func (c *Column) KeyOrderExpr() string {
 	return c.Type.KeyOrderExpr(pgx.Identifier{c.Name}.Sanitize(), c.bytewiseCollation)
 }
 
+// BytewiseCollation reports whether the column's collation orders text by
+// bytes ("C", "POSIX"), as key ordering does.
+func (c *Column) BytewiseCollation() bool { return c.bytewiseCollation != "" }
+
 // KeyParamExpr returns the placeholder $n, cast to compare with
 // KeyOrderExpr: `$3::int8`, `$1::text COLLATE "C"`.
 func (c *Column) KeyParamExpr(n int) string {

@@ -25,12 +25,18 @@ type Table struct {
 }
 
 // NewTable pre-encodes the parts of a table's documents that never change.
-func NewTable(schema, table string) *Table {
+// A tag, when not empty, is written as _meta.source.tag in every document
+// (the source_tag option).
+func NewTable(schema, table, tag string) *Table {
 	var b []byte
 	b = append(b, `"schema":`...)
 	b = appendString(b, schema)
 	b = append(b, `,"table":`...)
 	b = appendString(b, table)
+	if tag != "" {
+		b = append(b, `,"tag":`...)
+		b = appendString(b, tag)
+	}
 	return &Table{source: b}
 }
 

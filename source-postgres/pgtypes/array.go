@@ -26,8 +26,8 @@ func (t *Type) appendArrayJSON(dst, text []byte) ([]byte, error) {
 	if t.Elem == nil {
 		return appendString(dst, text), nil
 	}
-	p := arrayParser{array: t, text: text, elem: t.Elem, delim: t.delim}
-	dst, rest, err := p.appendDimension(dst, s)
+	p := arrayParser{array: t, text: text, elem: t.Elem, delim: t.delim, flat: t.enc.FlattenArrays}
+	dst, rest, err := p.appendDimension(dst, s, true)
 	if err != nil {
 		return dst, err
 	}
@@ -43,15 +43,24 @@ type arrayParser struct {
 	elem    *Type
 	delim   byte
 	scratch []byte // an element with its quoting and escapes removed
+	// flat writes the elements of every dimension into the outermost
+	// JSON array (Encoding.FlattenArrays).
+	flat bool
 }
 
 // appendDimension converts the brace-delimited list at the start of s and
-// returns what follows it.
-func (p *arrayParser) appendDimension(dst, s []byte) ([]byte, []byte, error) {
-	dst = append(dst, '[')
+// returns what follows it. outer is true for the outermost dimension.
+func (p *arrayParser) appendDimension(dst, s []byte, outer bool) ([]byte, []byte, error) {
+	brackets := outer || !p.flat
+	if brackets {
+		dst = append(dst, '[')
+	}
 	s = s[1:] // '{'
 	if len(s) > 0 && s[0] == '}' {
-		return append(dst, ']'), s[1:], nil
+		if brackets {
+			dst = append(dst, ']')
+		}
+		return dst, s[1:], nil
 	}
 	for {
 		var err error
@@ -59,7 +68,7 @@ func (p *arrayParser) appendDimension(dst, s []byte) ([]byte, []byte, error) {
 		case len(s) == 0:
 			return dst, nil, p.malformed()
 		case s[0] == '{':
-			if dst, s, err = p.appendDimension(dst, s); err != nil {
+			if dst, s, err = p.appendDimension(dst, s, false); err != nil {
 				return dst, nil, err
 			}
 		default:
@@ -74,7 +83,10 @@ func (p *arrayParser) appendDimension(dst, s []byte) ([]byte, []byte, error) {
 			dst = append(dst, ',')
 			s = s[1:]
 		case s[0] == '}':
-			return append(dst, ']'), s[1:], nil
+			if brackets {
+				dst = append(dst, ']')
+			}
+			return dst, s[1:], nil
 		default:
 			return dst, nil, p.malformed()
 		}

@@ -29,11 +29,11 @@
 //	                                lc_monetary C, whatever the server's
 //	                                locale)
 //	text, citext, name              "..."                                {"type":"string"}
-//	character varying(n)            "..."                                {"type":"string","maxLength":n}
-//	character(n)                    "ab  " (blank padding kept)          {"type":"string","minLength":n,"maxLength":n}
+//	character varying(n)            "..."                                {"type":"string"}
+//	character(n)                    "ab  " (blank padding kept)          {"type":"string"}
 //	bytea                           base64 of the bytes                  {"type":"string","contentEncoding":"base64"}
 //	uuid                            "0e4f…" (as printed)                 {"type":"string","format":"uuid"}
-//	json, jsonb                     the value itself, compacted          {} (any JSON value)
+//	json, jsonb                     the value itself, compacted          {"contentMediaType":...} (any JSON value)
 //	date                            "2024-01-15"                         {"type":"string","format":"date"}
 //	time                            "14:30:00.5Z"                        {"type":"string","format":"time"}
 //	time with time zone             "14:30:00+05:30", "14:30:00Z"        {"type":"string","format":"time"}
@@ -42,13 +42,17 @@
 //	interval                        "P1Y2M3DT4H5M6.5S" (ISO 8601)        {"type":"string"}
 //	inet, cidr, macaddr, macaddr8   "192.168.0.1", "10.0.0.0/8" (as      {"type":"string"}
 //	                                printed)
-//	bit(n), bit varying(n)          "0101"                               {"type":"string"} with minLength/maxLength
-//	enum                            "label"                              {"type":"string","enum":[labels in sort order]}
+//	bit(n), bit varying(n)          "0101"                               {"type":"string"}
+//	enum                            "label"                              {"type":"string"}
 //	domain                          as its base type                     as its base type
 //	array of T                      [v, ...], nested per dimension;      {"type":"array","items":T, null or array}
 //	                                NULL elements are null
 //	range, multirange               "[1,10)", "{[1,3),[5,7)}", "empty"   {"type":"string"}
 //	everything else                 the text output as a string          {"type":"string"}
+//
+// No schema holds a limit the database can widen without rewriting the
+// table (lengths, enum labels, a domain's CHECKs): see Type.Schema. The
+// media types of json and jsonb are JSONMediaType and JSONBMediaType.
 //
 // "Everything else" covers tsvector, tsquery, xml, the geometric types,
 // hstore, PostGIS types, composite types, and any type the registry does not

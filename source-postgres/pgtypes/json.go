@@ -12,6 +12,11 @@ import (
 // itself. The output never contains a raw newline and is always valid JSON;
 // on error dst may hold a partial value and should be discarded.
 func (t *Type) AppendJSON(dst, text []byte) ([]byte, error) {
+	if t.enc.TruncateAt > 0 && len(text) > t.enc.TruncateAt && !t.asText {
+		if out, ok := t.appendTruncated(dst, text); ok {
+			return out, nil
+		}
+	}
 	switch t.codec {
 	case codecText:
 		return appendString(dst, text), nil

@@ -216,3 +216,39 @@ func TestCivilDays(t *testing.T) {
 		t.Errorf("the last timestamp PostgreSQL allows overflows microseconds")
 	}
 }
+
+func TestEstuaryKeyText(t *testing.T) {
+	// numeric_send of 12345.670 (weight 1: 1|2345 . 6700, dscale 3), -0.05
+	// (weight -1: 0500, dscale 2) and NaN.
+	pos := []byte{0, 3, 0, 1, 0, 0, 0, 3, 0, 1, 0x09, 0x29, 0x1a, 0x2c}
+	neg := []byte{0, 1, 0xff, 0xff, 0x40, 0, 0, 2, 0x01, 0xf4}
+	nan := []byte{0, 0, 0, 0, 0xc0, 0, 0, 0}
+	for _, tc := range []struct {
+		typ  *Type
+		elem any
+		want string
+	}{
+		{int8Type, int64(-42), "-42"},
+		{boolType, true, "t"},
+		{float8Type, 1.5, "1.5"},
+		{byteaType, []byte{0, 0xff}, `\x00ff`},
+		{uuidType, "0e4f6b2c-0000-4000-8000-000000000001", "0e4f6b2c-0000-4000-8000-000000000001"},
+		{numericType, EstuaryNumeric{pos}, "12345.670"},
+		{numericType, EstuaryNumeric{neg}, "-0.05"},
+		{numericType, EstuaryNumeric{nan}, "NaN"},
+		{dateType, "2024-01-15T00:00:00.000000000Z", "2024-01-15"},
+		{timestamptzType, "2024-01-15T06:30:00.123456000-08:00", "2024-01-15 14:30:00.123456+00"},
+	} {
+		got, err := tc.typ.EstuaryKeyText(tc.elem)
+		if err != nil || got != tc.want {
+			t.Errorf("%s %v: %q, %v; want %q", tc.typ.Name, tc.elem, got, err, tc.want)
+			continue
+		}
+		if _, err := tc.typ.AppendKey(nil, []byte(got)); err != nil {
+			t.Errorf("%s: AppendKey(%q): %v", tc.typ.Name, got, err)
+		}
+	}
+	if _, err := int8Type.EstuaryKeyText("x"); err == nil {
+		t.Error("a string for an int8 key was accepted")
+	}
+}

@@ -6,6 +6,12 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+// Media types of json and jsonb columns' schemas.
+const (
+	JSONMediaType  = "application/json"
+	JSONBMediaType = "application/vnd.estuary.postgresql.jsonb+json"
+)
+
 // Schema returns the JSON Schema of the values AppendJSON emits for t (never
 // null). It returns a new map on every call, which the caller may modify.
 func (t *Type) Schema() map[string]any {
@@ -25,7 +31,12 @@ func (t *Type) Schema() map[string]any {
 	case codecBytea:
 		return map[string]any{"type": "string", "contentEncoding": "base64"}
 	case codecJSON:
-		return map[string]any{}
+		// Any JSON value. The media type tells a materialization json from
+		// jsonb, with the values Estuary's capture uses.
+		if t.OID == pgtype.JSONBOID {
+			return map[string]any{"contentMediaType": JSONBMediaType}
+		}
+		return map[string]any{"contentMediaType": JSONMediaType}
 	case codecDate:
 		return map[string]any{"type": "string", "format": "date"}
 	case codecTime, codecTimetz:
@@ -38,33 +49,24 @@ func (t *Type) Schema() map[string]any {
 		if t.Elem == nil {
 			break
 		}
+		if t.enc.FlattenArrays {
+			return map[string]any{"type": "array", "items": Nullable(t.Elem.Schema())}
+		}
 		return map[string]any{"type": "array", "items": arrayItems(t.Elem.Schema())}
 	}
-	if t.Kind == KindEnum {
-		return map[string]any{"type": "string", "enum": slices.Clone(t.EnumLabels)}
-	}
+	// Constraints the database can widen without rewriting the table are
+	// left out: enum labels (ALTER TYPE ... ADD VALUE), the lengths of
+	// varchar, char, bit and varbit, a domain's CHECKs. Documents holding a
+	// widened value can follow the ALTER at once, some of these changes send
+	// the replication stream no Relation message at all, and a collection's
+	// schema holding the old limit would make its runtime reject them. The
+	// column's description still names its source type, modifier included.
 	s := map[string]any{"type": "string"}
 	switch t.OID {
 	case pgtype.NumericOID:
 		s["format"] = "number"
 	case pgtype.UUIDOID:
 		s["format"] = "uuid"
-	case pgtype.VarcharOID:
-		if t.Typmod >= 4 {
-			s["maxLength"] = int(t.Typmod - 4)
-		}
-	case pgtype.BPCharOID:
-		if t.Typmod >= 4 {
-			s["minLength"], s["maxLength"] = int(t.Typmod-4), int(t.Typmod-4)
-		}
-	case pgtype.BitOID:
-		if t.Typmod >= 0 {
-			s["minLength"], s["maxLength"] = int(t.Typmod), int(t.Typmod)
-		}
-	case pgtype.VarbitOID:
-		if t.Typmod >= 0 {
-			s["maxLength"] = int(t.Typmod)
-		}
 	}
 	return s
 }
@@ -74,25 +76,14 @@ func (t *Type) Schema() map[string]any {
 // declared dimensions, so any array column may hold a multidimensional
 // value).
 func arrayItems(elem map[string]any) map[string]any {
-	if _, ok := elem["enum"]; ok {
-		return map[string]any{"anyOf": []any{Nullable(elem), map[string]any{"type": "array"}}}
-	}
 	return addTypes(elem, "array", "null")
 }
 
 // Nullable returns schema widened to admit null as well: "null" is added to
-// its type, and to its enum if it has one. A schema without a type already
-// admits null and is returned as is.
+// its type. A schema without a type already admits null and is returned as
+// is.
 func Nullable(schema map[string]any) map[string]any {
-	s := addTypes(schema, "null")
-	if enum, ok := s["enum"].([]string); ok {
-		values := make([]any, 0, len(enum)+1)
-		for _, v := range enum {
-			values = append(values, v)
-		}
-		s["enum"] = append(values, nil)
-	}
-	return s
+	return addTypes(schema, "null")
 }
 
 // addTypes returns a copy of schema whose type also admits each of types.

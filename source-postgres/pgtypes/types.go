@@ -80,6 +80,7 @@ type Type struct {
 	// asText marks a key-column type whose value is emitted as its text;
 	// see AsKey.
 	asText bool
+	enc    Encoding
 }
 
 // codec says how a type's text output becomes JSON.
@@ -130,6 +131,7 @@ var builtinCodecs = map[uint32]codec{
 // safe for concurrent use.
 type Registry struct {
 	types map[uint32]*Type
+	enc   Encoding
 }
 
 // registryQuery reads every type of the database with its enum labels.
@@ -266,7 +268,7 @@ func isArray(row *typeRow) bool {
 func (r *Registry) Lookup(oid uint32, typmod int32) *Type {
 	t, ok := r.types[oid]
 	if !ok {
-		return &Type{OID: oid, Name: "unknown type " + strconv.FormatUint(uint64(oid), 10), Kind: KindUnknown, Typmod: typmod, codec: codecText}
+		return &Type{OID: oid, Name: "unknown type " + strconv.FormatUint(uint64(oid), 10), Kind: KindUnknown, Typmod: typmod, codec: codecText, enc: r.enc}
 	}
 	if typmod < 0 || t.Kind == KindDomain {
 		// A domain's modifier is part of its definition (Base carries it);

@@ -24,6 +24,12 @@ type Target struct {
 // ends or something fails. Documents and checkpoints go to out; acks tells
 // the engine which checkpoints are durable.
 func (c *Connector) Capture(ctx context.Context, cfg *config.Endpoint, targets []Target, state sqlcapture.State, out sqlcapture.Output, acks *sqlcapture.Acknowledgements, opened func() error) error {
+	return c.capture(ctx, cfg, targets, state, nil, out, acks, opened)
+}
+
+// capture is Capture, resuming from Estuary's checkpoint when est is set
+// (estuarystate.go).
+func (c *Connector) capture(ctx context.Context, cfg *config.Endpoint, targets []Target, state sqlcapture.State, est *estuaryState, out sqlcapture.Output, acks *sqlcapture.Acknowledgements, opened func() error) error {
 	db, err := Connect(ctx, cfg, c.Log)
 	if err != nil {
 		return err
@@ -60,6 +66,12 @@ func (c *Connector) Capture(ctx context.Context, cfg *config.Endpoint, targets [
 			binding.KeyColumns = nil
 		}
 		bindings = append(bindings, binding)
+	}
+	if est != nil {
+		state = migrateEstuaryState(est, state, bindings, tablesOf(resolved), c.Log)
+		if out, err = newMigratingOutput(out, state); err != nil {
+			return err
+		}
 	}
 	if err := db.prepareCapture(ctx, tablesOf(resolved), physical, state.Cursor); err != nil {
 		return err

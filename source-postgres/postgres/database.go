@@ -65,10 +65,11 @@ func Connect(ctx context.Context, cfg *config.Endpoint, log logrus.FieldLogger) 
 		db.Close(ctx)
 		return nil, err
 	}
+	db.logCompatibilityNotes()
 	var err error
-	if db.types, err = pgtypes.LoadRegistry(ctx, db.conn); err != nil {
+	if db.types, err = db.loadRegistry(ctx); err != nil {
 		db.Close(ctx)
-		return nil, fmt.Errorf("loading the database's types: %w", err)
+		return nil, err
 	}
 	tables, err := discovery.ListTables(ctx, db.conn, db.types, db.discoveryOptions())
 	if err != nil {
@@ -177,6 +178,7 @@ func (db *Database) connConfig(replication bool) (*pgconn.Config, error) {
 		// 200 ms a fence), and under a synchronous standby for the standby.
 		// The query connection writes nothing but watermarks.
 		params["synchronous_commit"] = "local"
+		queryParams(db.cfg, params)
 	}
 	var dial config.DialFunc
 	if db.tunnel != nil {
@@ -210,7 +212,7 @@ func (db *Database) prepareCapture(ctx context.Context, tables []*discovery.Tabl
 	db.scanner = backfill.NewScanner(db.conn.PgConn(), db.xids, db.log)
 	db.chunks = make(map[sqlcapture.StreamID]*backfill.Table, len(tables))
 	for _, t := range tables {
-		bt, err := backfill.NewTable(t, physical[t])
+		bt, err := backfill.NewTable(t, physical[t], db.cfg.Advanced.SourceTag)
 		if err != nil {
 			return err
 		}
@@ -262,6 +264,7 @@ func (db *Database) StartReplication(ctx context.Context, cursor, acknowledged s
 		Timeout:      db.cfg.NetworkTimeout(),
 		Server:       net.JoinHostPort(host, strconv.Itoa(int(port))),
 		Acknowledged: uint64(acked),
+		SourceTag:    db.cfg.Advanced.SourceTag,
 	})
 	if err != nil {
 		conn.Close(ctx)
@@ -326,9 +329,9 @@ func (db *Database) DescribeStream(ctx context.Context, stream sqlcapture.Stream
 func (db *Database) describeStream(ctx context.Context, stream sqlcapture.StreamID) (json.RawMessage, error) {
 	t := db.tables[stream]
 	if cur := db.chunks[stream]; cur != nil && db.described[stream] {
-		types, err := pgtypes.LoadRegistry(ctx, db.conn)
+		types, err := db.loadRegistry(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("loading the database's types: %w", err)
+			return nil, err
 		}
 		tables, err := discovery.ListTables(ctx, db.conn, types, db.discoveryOptions())
 		if err != nil {
@@ -343,7 +346,7 @@ func (db *Database) describeStream(ctx context.Context, stream sqlcapture.Stream
 		if t == nil {
 			return nil, fmt.Errorf("table %s no longer exists (or is no longer readable)", stream)
 		}
-		bt, err := backfill.NewTable(t, cur.Physical())
+		bt, err := backfill.NewTable(t, cur.Physical(), db.cfg.Advanced.SourceTag)
 		if err != nil {
 			return nil, err
 		}
@@ -356,7 +359,7 @@ func (db *Database) describeStream(ctx context.Context, stream sqlcapture.Stream
 	if t == nil {
 		return nil, fmt.Errorf("table %s is not captured", stream)
 	}
-	return t.DocumentSchema()
+	return db.documentSchema(t)
 }
 
 // WriteWatermark implements sqlcapture.Database.

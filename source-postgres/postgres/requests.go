@@ -105,7 +105,10 @@ func (c *Connector) Discover(ctx context.Context, rawConfig json.RawMessage) ([]
 		return cmp.Or(cmp.Compare(a.Schema, b.Schema), cmp.Compare(a.Name, b.Name))
 	})
 	for _, t := range tables {
-		schema, err := t.DocumentSchema()
+		if !cfg.IncludeTable(t.Schema, t.Name) {
+			continue // discoveryFilters, advanced.discover_schemas
+		}
+		schema, err := db.documentSchema(t)
 		if err != nil {
 			return nil, fmt.Errorf("building the schema of table %s: %w", t.QuotedName(), err)
 		}
@@ -182,7 +185,7 @@ func (c *Connector) Open(ctx context.Context, req *protocol.OpenRequest, r *prot
 	if err != nil {
 		return err
 	}
-	state, err := sqlcapture.ParseState(req.State)
+	state, est, err := parseCheckpoint(req.State)
 	if err != nil {
 		return err
 	}
@@ -207,7 +210,7 @@ func (c *Connector) Open(ctx context.Context, req *protocol.OpenRequest, r *prot
 		}()
 		return nil
 	}
-	err = c.Capture(ctx, cfg, targets, state, &sessionOutput{w: w}, acks, opened)
+	err = c.capture(ctx, cfg, targets, state, est, &sessionOutput{w: w}, acks, opened)
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause
 	}

@@ -51,6 +51,7 @@ type relationCache struct {
 	tables     map[sqlcapture.StreamID]*discovery.Table
 	watermarks sqlcapture.StreamID
 	types      *pgtypes.Registry
+	sourceTag  string
 }
 
 func newRelationCache(opts Options) relationCache {
@@ -59,6 +60,7 @@ func newRelationCache(opts Options) relationCache {
 		tables:     opts.Tables,
 		watermarks: opts.Watermarks,
 		types:      opts.Types,
+		sourceTag:  opts.SourceTag,
 	}
 }
 
@@ -110,7 +112,7 @@ func (c *relationCache) newRelation(m *pglogrepl.RelationMessage) (*relation, er
 		return rel, nil
 	}
 	rel.table = table
-	rel.doc = document.NewTable(m.Namespace, m.RelationName)
+	rel.doc = document.NewTable(m.Namespace, m.RelationName, c.sourceTag)
 	for _, name := range table.Key {
 		idx := -1
 		for i := range rel.columns {

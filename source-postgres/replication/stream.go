@@ -41,6 +41,8 @@ type Options struct {
 	// Watermarks is the watermarks table, whose rows for Slot are fences.
 	Watermarks sqlcapture.StreamID
 	Types      *pgtypes.Registry
+	// SourceTag, if set, is every document's _meta.source.tag.
+	SourceTag string
 	// Committed, if set, is told the id of every delivered transaction.
 	Committed func(xid uint32)
 	Logger    logrus.FieldLogger
