@@ -120,7 +120,7 @@ const visibilityWait = 10 * time.Minute
 // row as a backfill document. It returns the position the next chunk
 // starts after, and whether the table has no more rows.
 func (s *Scanner) ScanChunk(ctx context.Context, t *Table, after []byte, offset int64, limit int, emit func(sqlcapture.Row) error) (next []byte, done bool, err error) {
-	if err := s.begin(ctx); err != nil {
+	if err := s.begin(ctx, t); err != nil {
 		return nil, false, fmt.Errorf("starting the chunk transaction: %w", err)
 	}
 	defer func() {
@@ -238,18 +238,26 @@ func (s *Scanner) readRows(ctx context.Context, t *Table, query string, params [
 
 // begin opens the chunk's transaction under a snapshot that sees every
 // transaction the replication stream has delivered.
-func (s *Scanner) begin(ctx context.Context) error {
+//
+// The table is locked (ACCESS SHARE, as the chunk's SELECT would) before the
+// snapshot is taken: a table rewrite (ALTER TABLE … TYPE, VACUUM FULL,
+// CLUSTER) is not MVCC-safe, and a snapshot older than the rewrite's commit
+// sees the rewritten table as empty, so a chunk that took its snapshot while
+// a rewrite held the table would read no rows and end the backfill early.
+// LOCK TABLE takes no snapshot, so the snapshot comes after the rewrite.
+func (s *Scanner) begin(ctx context.Context, t *Table) error {
 	deadline := time.Now().Add(visibilityWait)
 	wait := time.Millisecond
+	start := "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; LOCK TABLE " + t.info.QuotedName() + " IN ACCESS SHARE MODE; SELECT pg_current_snapshot()::text"
 	for {
-		results, err := s.conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_current_snapshot()::text").ReadAll()
+		results, err := s.conn.Exec(ctx, start).ReadAll()
 		if err != nil {
 			return err
 		}
-		if len(results) != 2 || len(results[1].Rows) != 1 {
+		if len(results) != 3 || len(results[2].Rows) != 1 {
 			return fmt.Errorf("unexpected reply to the snapshot query")
 		}
-		snap, err := parseSnapshot(string(results[1].Rows[0][0]))
+		snap, err := parseSnapshot(string(results[2].Rows[0][0]))
 		if err != nil {
 			return err
 		}
