@@ -114,10 +114,15 @@ func (p *poller) poll(ctx context.Context, b *Binding, pos *Position, emit emitF
 			next.Cursor[i] = string(v)
 		}
 	}
-	p.log.WithFields(logrus.Fields{
+	log := p.log.WithFields(logrus.Fields{
 		"binding": b.Stream.String(), "poll": next.Seq, "rows": rows + late, "lateRows": late,
 		"deleted": deleted, "cursor": next.Cursor, "took": time.Since(start).Round(time.Millisecond).String(),
-	}).Info("polled")
+	})
+	if rows+late+deleted == 0 {
+		log.Debug("polled: nothing changed")
+	} else {
+		log.Info("polled")
+	}
 	return next, nil
 }
 
