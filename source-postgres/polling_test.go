@@ -174,7 +174,7 @@ func TestPollingFullRefresh(t *testing.T) {
 	}
 
 	f.exec(t, "DELETE FROM orders WHERE id = 7")
-	f.exec(t, "UPDATE orders SET total = 1 WHERE id = 8")         // leaves the filter
+	f.exec(t, "UPDATE orders SET total = 1 WHERE id = 8")          // leaves the filter
 	f.exec(t, "UPDATE customers SET name = 'robert' WHERE id = 2") // changes joined rows
 	f.exec(t, "INSERT INTO orders VALUES (21, 1, 210)")
 	f.waitMatches(t, s, 0, []string{"/id"}, "after a delete, an update out of the filter and a join change", want)
