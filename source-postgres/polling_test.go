@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -360,4 +361,87 @@ func TestPollingBadInput(t *testing.T) {
 			t.Fatalf("validate: %v\n%s", r.err, r.stderr)
 		}
 	})
+}
+
+// TestPollingCaptureCommand captures polled tables with the capture
+// command: discovery offers them when the server has no logical
+// replication, and a second run resumes from the state file without
+// polling again before the poll interval has passed.
+func TestPollingCaptureCommand(t *testing.T) {
+	f := newPollingFixture(t)
+	f.exec(t, "CREATE TABLE public.t (id int PRIMARY KEY, v text)")
+	f.exec(t, "INSERT INTO public.t SELECT g, 'row ' || g FROM generate_series(1, 10) g")
+	dir := t.TempDir()
+	configPath, statePath := filepath.Join(dir, "config.json"), filepath.Join(dir, "state.json")
+	writeJSONFile(t, configPath, f.config())
+	bin := newConnectorBin(t)
+	args := []string{"--config", configPath, "--state", statePath}
+
+	p := startCapture(t, bin, args...)
+	p.waitDocs(t, 10)
+	waitUntil(t, 30*time.Second, "the poll to be checkpointed", func() bool {
+		return strings.Contains(readStateFile(t, statePath).state.Cursor, `"seq":1`)
+	})
+	p.stop(t)
+	for _, raw := range p.docs() {
+		if m := metaOf(t, raw); m.Meta.Op != "c" || m.Meta.Source.Poll != 1 || m.Meta.Source.Table != "t" {
+			t.Errorf("the first run emitted %s, want the rows of poll 1", raw)
+		}
+	}
+
+	// The next poll is due five minutes (the default interval) after the
+	// first began: a second run resumes and waits for it.
+	before := readStateFile(t, statePath).state.Cursor
+	var pos struct {
+		Polls map[string]struct {
+			StartMillis int64 `json:"ts_ms"`
+		} `json:"polls"`
+	}
+	if err := json.Unmarshal([]byte(before), &pos); err != nil || len(pos.Polls) != 1 {
+		t.Fatalf("the state's cursor %s does not hold one binding's poll position (%v)", before, err)
+	}
+	var firstPoll time.Time
+	for _, p := range pos.Polls {
+		firstPoll = time.UnixMilli(p.StartMillis).UTC()
+	}
+	p = startCapture(t, newConnectorBin(t, "LOG_LEVEL=debug"), args...)
+	waitUntil(t, 30*time.Second, "the second run to wait for the next poll", func() bool {
+		return strings.Contains(p.stderr.String(), "waiting for the next poll")
+	})
+	p.stop(t)
+	if want := firstPoll.Add(5 * time.Minute).Format(time.RFC3339Nano); !strings.Contains(p.stderr.String(), want) {
+		t.Errorf("the second run does not wait for the poll due at %s:\n%s", want, p.stderr.String())
+	}
+	if docs := p.docs(); len(docs) > 0 {
+		t.Errorf("the second run polled again before the poll interval passed: %d documents", len(docs))
+	}
+	if after := readStateFile(t, statePath).state.Cursor; after != before {
+		t.Errorf("the second run changed the poll positions from %s to %s", before, after)
+	}
+}
+
+// TestPollingTLS polls a server that accepts only TLS connections.
+func TestPollingTLS(t *testing.T) {
+	t.Parallel()
+	ca := newTestCA(t, "pgcapture test CA")
+	cert, key := ca.issue(t, "127.0.0.1")
+	pg := testsupport.StartPostgres(t, testsupport.Options{
+		Settings: map[string]string{"wal_level": "replica", "ssl": "on", "ssl_cert_file": "server.crt", "ssl_key_file": "server.key"},
+		Files:    map[string][]byte{"server.crt": cert, "server.key": key},
+		HBA:      []string{"hostnossl all all 0.0.0.0/0 reject"},
+	})
+	f := newFixtureOn(t, pg)
+	f.exec(t, "CREATE TABLE public.t (id int PRIMARY KEY, v text)")
+	f.exec(t, "INSERT INTO public.t VALUES (1, 'one'), (2, 'two')")
+	cfg := f.config()
+	adv := cfg["advanced"].(map[string]any)
+	adv["sslmode"], adv["ssl_ca"] = "verify-full", ca.pem
+	s := f.connector.Open(t, testsupport.OpenRequest(cfg, []testsupport.Binding{tableBinding("t", nil)}, nil), testsupport.SessionOptions{AutoAck: true})
+	s.WaitFor(t, 30*time.Second, "the first poll", func(s *testsupport.Session) bool { return len(s.Docs()) == 2 })
+	var encrypted bool
+	err := f.conn.QueryRow(context.Background(), `SELECT bool_and(s.ssl) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+		WHERE a.application_name = 'source-postgres' AND a.datname = $1`, f.db).Scan(&encrypted)
+	if err != nil || !encrypted {
+		t.Errorf("the poller's connection is not over TLS (%v)", err)
+	}
 }

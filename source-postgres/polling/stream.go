@@ -7,6 +7,8 @@ import (
 	"maps"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"pgcapture/sqlcapture"
 )
 
@@ -61,6 +63,7 @@ func (s *Stream) run(ctx context.Context) {
 	for {
 		b, due := s.nextDue()
 		if wait := time.Until(due); wait > 0 {
+			s.source.log.WithFields(logrus.Fields{"binding": b.Stream.String(), "due": due.UTC().Format(time.RFC3339Nano)}).Debug("waiting for the next poll")
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
