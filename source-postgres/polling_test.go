@@ -445,3 +445,21 @@ func TestPollingTLS(t *testing.T) {
 		t.Errorf("the poller's connection is not over TLS (%v)", err)
 	}
 }
+
+// TestPollingSchemaChange: a column added to a polled table is reported as
+// a new schema, and the next poll's documents carry it.
+func TestPollingSchemaChange(t *testing.T) {
+	f := newPollingFixture(t)
+	f.exec(t, "CREATE TABLE public.t (id int PRIMARY KEY, v text)")
+	f.exec(t, "INSERT INTO public.t VALUES (1, 'one')")
+	s := f.connector.Open(t, testsupport.OpenRequest(f.config(), []testsupport.Binding{tableBinding("t", nil)}, nil), testsupport.SessionOptions{AutoAck: true})
+	s.WaitFor(t, 30*time.Second, "the first poll", func(s *testsupport.Session) bool { return len(s.Docs()) >= 1 })
+	f.exec(t, "ALTER TABLE public.t ADD COLUMN extra text NOT NULL DEFAULT 'added'")
+	s.WaitFor(t, 30*time.Second, "a document with the new column", func(s *testsupport.Session) bool {
+		return strings.Contains(joined(polledDocs(s, 0)), `"extra":"added"`)
+	})
+	schemas := s.SourcedSchemas()
+	if last := schemas[len(schemas)-1]; len(schemas) < 2 || !strings.Contains(string(last.Schema), `"extra"`) || !strings.Contains(string(last.Schema), "non-nullable text") {
+		t.Errorf("after the column was added, the last of %d schemas is %s; want one with the non-nullable column extra", len(schemas), last.Schema)
+	}
+}

@@ -77,9 +77,6 @@ func (t *Table) columnNames() string {
 	return strings.Join(names, ", ")
 }
 
-// Column returns the column with the given name, or nil.
-func (t *Table) Column(name string) *Column { return t.column(name) }
-
 // polledSourceSchema is the schema of _meta.source in a polled document.
 func polledSourceSchema() map[string]any {
 	return map[string]any{
@@ -92,4 +89,27 @@ func polledSourceSchema() map[string]any {
 			"ts_ms":  map[string]any{"type": "integer", "description": "Start time of that poll in Unix milliseconds."},
 		},
 	}
+}
+
+// tableColumnsQuery reads what a result's description lacks of the columns
+// of table $1.
+const tableColumnsQuery = `SELECT a.attname, a.attnotnull::text, (a.attgenerated <> '')::text, coalesce(col_description(a.attrelid, a.attnum), '')
+FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped`
+
+// AddTableFacts completes the described columns of a SELECT from the table
+// t alone, such as SELECT t.* FROM t, with what the catalog says of the
+// table's columns as they are now: NOT NULL, generated, comment.
+func AddTableFacts(ctx context.Context, conn *pgconn.PgConn, t *Table, columns []*Column) error {
+	rr := conn.ExecParams(ctx, tableColumnsQuery, [][]byte{[]byte(t.QuotedName())}, nil, nil, nil).Read()
+	if rr.Err != nil {
+		return fmt.Errorf("reading the columns of table %s: %w", t.QuotedName(), rr.Err)
+	}
+	for _, row := range rr.Rows {
+		for _, c := range columns {
+			if c.Name == string(row[0]) {
+				c.NotNull, c.Generated, c.Comment = string(row[1]) == "true", string(row[2]) == "true", string(row[3])
+			}
+		}
+	}
+	return nil
 }

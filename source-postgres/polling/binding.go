@@ -90,13 +90,9 @@ func Prepare(ctx context.Context, conn *pgconn.PgConn, reg *pgtypes.Registry, sp
 			}
 			b.IDColumns = spec.Table.Key
 		}
-		var selects []string
-		for _, c := range spec.Table.Columns {
-			if c.InDocuments() {
-				selects = append(selects, pgx.Identifier{c.Name}.Sanitize())
-			}
-		}
-		b.base = "SELECT " + strings.Join(append(selects, XminColumn), ", ") + " FROM " + spec.Table.QuotedName()
+		// t.* is expanded anew by each poll's describe, so that a column
+		// added to the table appears as a schema change.
+		b.base = "SELECT t.*, t." + XminColumn + " FROM " + spec.Table.QuotedName() + " AS t"
 	}
 	if err := b.describe(ctx, conn, reg); err != nil {
 		return nil, err
@@ -111,8 +107,7 @@ func Prepare(ctx context.Context, conn *pgconn.PgConn, reg *pgtypes.Registry, sp
 }
 
 // describe (re)reads the shape of the base query's result and rebuilds the
-// binding's documents and poll queries for it. It reports whether the shape
-// changed since the last describe.
+// binding's documents and poll queries for it.
 func (b *Binding) describe(ctx context.Context, conn *pgconn.PgConn, reg *pgtypes.Registry) error {
 	result, err := discovery.DescribeQuery(ctx, conn, reg, b.base)
 	if err != nil {
@@ -130,13 +125,12 @@ func (b *Binding) describe(ctx context.Context, conn *pgconn.PgConn, reg *pgtype
 			xmin = true
 			continue
 		}
-		if b.Table != nil {
-			// The table's own description knows nullability and comments.
-			if tc := b.Table.Column(c.Name); tc != nil {
-				c = tc
-			}
-		}
 		columns = append(columns, c)
+	}
+	if b.Query == "" {
+		if err := discovery.AddTableFacts(ctx, conn, b.Table, columns); err != nil {
+			return err
+		}
 	}
 	table, err := discovery.NewPolledTable(b.Stream.Schema, b.Stream.Table, columns, b.IDColumns)
 	if err != nil {
