@@ -35,8 +35,8 @@ type poller struct {
 	hasCur  bool
 }
 
-// emitFunc receives each document of a poll, in order.
-type emitFunc func(doc []byte) error
+// emitFunc receives each document of a poll, in order, with its op.
+type emitFunc func(op byte, doc []byte) error
 
 // poll reads the binding once, after pos (nil before its first poll), and
 // emits its documents. It returns the binding's position after the poll.
@@ -56,6 +56,7 @@ func (p *poller) poll(ctx context.Context, b *Binding, pos *Position, emit emitF
 		next.Seq = pos.Seq + 1
 		next.Cursor = pos.Cursor
 	}
+	next.CursorColumns = b.Cursor
 	meta := &document.Poll{Seq: next.Seq, StartMillis: next.StartMillis}
 	p.hasCur = false
 	results, err := p.conn.Exec(ctx, `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
@@ -156,7 +157,7 @@ func (p *poller) fullRefresh(ctx context.Context, b *Binding, meta *document.Pol
 			p.doc = append(p.doc, ',')
 			p.doc = append(p.doc, id...)
 			p.doc = document.End(p.doc)
-			return emit(p.doc)
+			return emit('d', p.doc)
 		})
 	}
 	if p.prev == nil {
@@ -195,7 +196,7 @@ func (p *poller) read(ctx context.Context, b *Binding, query string, params [][]
 			p.trackCursor(b, values)
 		}
 		rows++
-		if err := emit(p.doc); err != nil {
+		if err := emit(rowOp, p.doc); err != nil {
 			rr.Close()
 			return 0, err
 		}

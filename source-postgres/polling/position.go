@@ -18,6 +18,9 @@ type Position struct {
 	// Cursor holds the text of the greatest cursor value read so far, one
 	// element per cursor column; empty before the first row with a cursor.
 	Cursor []string `json:"cursor,omitempty"`
+	// CursorColumns names the columns Cursor holds values of: values of
+	// other columns mean nothing once the binding's cursor changed.
+	CursorColumns []string `json:"cursor_columns,omitempty"`
 	// Horizon is the xmin (as a 64-bit xid8) of the last poll's snapshot:
 	// every transaction that poll could not see has an xid at or above it,
 	// so the next poll also reads the rows such transactions wrote,
@@ -26,7 +29,8 @@ type Position struct {
 }
 
 // positions is the JSON form of the stream cursor:
-// {"polls":{"<state key>":{"seq":3,"ts_ms":…,"cursor":["…"],"horizon":…}}}.
+// {"polls":{"<state key>":{"seq":3,"ts_ms":…,"cursor":["…"],
+// "cursor_columns":["updated_at"],"horizon":…}}}.
 type positions struct {
 	Polls map[string]*Position `json:"polls"`
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -52,10 +53,10 @@ func (s *Source) StartReplication(ctx context.Context, cursor string) (sqlcaptur
 	positions := make(map[string]*Position, len(s.bindings))
 	for _, b := range s.bindings {
 		if pos := all[b.StateKey]; pos != nil {
-			if len(pos.Cursor) != len(b.Cursor) {
+			if !slices.Equal(pos.CursorColumns, b.Cursor) {
 				// The cursor columns changed: their old values mean nothing.
 				s.log.WithField("binding", b.Stream.String()).Warn("the binding's cursor columns changed; its next poll reads all its rows")
-				pos = &Position{Seq: pos.Seq, StartMillis: pos.StartMillis}
+				pos = &Position{Seq: pos.Seq, StartMillis: pos.StartMillis, Horizon: pos.Horizon}
 			}
 			positions[b.StateKey] = pos
 		}

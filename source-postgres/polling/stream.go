@@ -109,8 +109,8 @@ func (s *Stream) pollOnce(ctx context.Context, b *Binding) error {
 			return err
 		}
 	}
-	pos, err := s.poller.poll(ctx, b, s.positions[b.StateKey], func(doc []byte) error {
-		return s.change(ctx, b.Stream, doc)
+	pos, err := s.poller.poll(ctx, b, s.positions[b.StateKey], func(op byte, doc []byte) error {
+		return s.change(ctx, b.Stream, op, doc)
 	})
 	if err != nil {
 		return err
@@ -123,11 +123,11 @@ func (s *Stream) pollOnce(ctx context.Context, b *Binding) error {
 
 // change appends a document to the batch being filled, sending the batch
 // once it is full.
-func (s *Stream) change(ctx context.Context, stream sqlcapture.StreamID, doc []byte) error {
+func (s *Stream) change(ctx context.Context, stream sqlcapture.StreamID, op byte, doc []byte) error {
 	bt := s.current()
 	s.offs = append(s.offs, len(bt.Arena))
 	bt.Arena = append(bt.Arena, doc...)
-	bt.Changes = append(bt.Changes, sqlcapture.Change{Stream: stream, Op: sqlcapture.Op(doc[len(`{"_meta":{"op":"`)])})
+	bt.Changes = append(bt.Changes, sqlcapture.Change{Stream: stream, Op: sqlcapture.Op(op)})
 	if len(bt.Changes) >= batchChanges || len(bt.Arena) >= batchBytes {
 		return s.send(ctx, nil)
 	}
