@@ -463,3 +463,22 @@ func TestPollingSchemaChange(t *testing.T) {
 		t.Errorf("after the column was added, the last of %d schemas is %s; want one with the non-nullable column extra", len(schemas), last.Schema)
 	}
 }
+
+// TestPollingSSHTunnel polls a query through an SSH tunnel, as a capture
+// of a database behind a bastion host does.
+func TestPollingSSHTunnel(t *testing.T) {
+	f := newPollingFixture(t)
+	f.exec(t, "CREATE TABLE public.t (id int PRIMARY KEY, v text)")
+	f.exec(t, "INSERT INTO public.t SELECT g, 'row ' || g FROM generate_series(1, 5) g")
+	private, public := testsupport.GenerateKey(t, "ed25519-openssh")
+	sshd := testsupport.StartSSHD(t, public)
+	cfg := tunnelConfig(f.fixture, sshd, private, "")
+	cfg["user"], cfg["password"] = "poller", "poller"
+	bindings := []testsupport.Binding{queryBinding("t", "SELECT id, v FROM t WHERE id > 2", []string{"id"}, nil)}
+	s := f.connector.Open(t, testsupport.OpenRequest(cfg, bindings, nil), testsupport.SessionOptions{AutoAck: true})
+	f.waitMatches(t, s, 0, []string{"/id"}, "the poll through the tunnel",
+		`SELECT json_build_array(id)::text, json_build_object('id', id, 'v', v)::text FROM t WHERE id > 2`)
+	if !strings.Contains(s.Stderr(), "hostKeyFingerprint") {
+		t.Errorf("the capture did not go through the tunnel:\n%s", s.Stderr())
+	}
+}
