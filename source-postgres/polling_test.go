@@ -343,6 +343,7 @@ func TestPollingBadInput(t *testing.T) {
 		{"cursor missing", q("SELECT xmin, id FROM docs", "cursor", []string{"at"}), []string{`binding 0 (q.s): "cursor": column(s) "at" are not columns of the result`}},
 		{"cursor not orderable", q("SELECT xmin, id, body FROM docs", "cursor", []string{"body"}), []string{`binding 0 (q.s): "cursor" cannot order the rows by the cursor column(s) "body" (json)`, `could not identify an ordering operator for type json`}},
 		{"cursor without xmin", q("SELECT id, at FROM docs", "cursor", []string{"at"}), []string{`binding 0 (q.s): "cursor" needs the query to also select the xmin`}},
+		{"not a SELECT", q("DELETE FROM docs RETURNING id"), []string{`binding 0 (q.s): "query" cannot be read from as a subquery (it must be a SELECT)`}},
 		{"poll interval", q("SELECT id FROM docs", "poll", "soon"), []string{`"poll" "soon" is not a duration`}},
 		{"keyless query", map[string]any{"namespace": "q", "stream": "s", "query": "SELECT id FROM docs"}, []string{`"id_columns" is required with a "query"`}},
 		{"missing table", map[string]any{"namespace": "public", "stream": "nope", "mode": "Polling"}, []string{`binding 0 (public.nope): table "public"."nope"`, `to poll a view, give a "query"`}},
@@ -356,7 +357,7 @@ func TestPollingBadInput(t *testing.T) {
 			`binding 0 (q.s) are polled but the capture's other bindings are replicated`)
 	})
 	t.Run("valid", func(t *testing.T) {
-		r := bin.request(t, validate(q("SELECT xmin, id, at FROM docs WHERE at IS NOT NULL", "cursor", []string{"at"}), map[string]any{"namespace": "public", "stream": "docs", "mode": "Polling"}))
+		r := bin.request(t, validate(q("SELECT xmin, id, at FROM docs WHERE at IS NOT NULL -- recent ones", "cursor", []string{"at"}), map[string]any{"namespace": "public", "stream": "docs", "mode": "Polling"}))
 		if r.err != nil {
 			t.Fatalf("validate: %v\n%s", r.err, r.stderr)
 		}

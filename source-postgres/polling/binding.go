@@ -97,6 +97,11 @@ func Prepare(ctx context.Context, conn *pgconn.PgConn, reg *pgtypes.Registry, sp
 	if err := b.describe(ctx, conn, reg); err != nil {
 		return nil, err
 	}
+	// As a subquery, the query must be a SELECT (a DELETE … RETURNING
+	// describes a result too).
+	if _, err := conn.Prepare(ctx, "", b.all+" LIMIT 0", nil); err != nil {
+		return nil, fmt.Errorf(`"query" cannot be read from as a subquery (it must be a SELECT): %w`, err)
+	}
 	if len(b.cursor) > 0 {
 		// A cursor that cannot be ordered fails here, naming its type.
 		if _, err := conn.Prepare(ctx, "", b.first+" LIMIT 0", nil); err != nil {
@@ -173,7 +178,8 @@ func (b *Binding) describe(ctx context.Context, conn *pgconn.PgConn, reg *pgtype
 		return fmt.Errorf(`"cursor" needs the query to also select the xmin of the table whose rows carry the cursor, as %s (e.g. SELECT o.xmin, o.id, o.updated_at FROM orders o …): with it a poll catches rows that commit late with an older cursor value`, XminColumn)
 	}
 
-	head := "SELECT " + strings.Join(selects, ", ") + " FROM (" + b.base + ") AS q"
+	// The newline ends a -- comment at the end of the user's query.
+	head := "SELECT " + strings.Join(selects, ", ") + " FROM (" + b.base + "\n) AS q"
 	b.all = head
 	if len(b.cursor) == 0 {
 		return nil
