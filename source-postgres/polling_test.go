@@ -275,7 +275,15 @@ func TestPollingCursor(t *testing.T) {
 	if _, err := long.Exec(ctx, "COMMIT"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // let writers overlap the late commit's poll
+	// The writers go on past the late commit, so that polls overlap both.
+	var atCommit int64
+	if err := f.conn.QueryRow(ctx, "SELECT max(id) FROM events").Scan(&atCommit); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "more writes after the late commit", func() bool {
+		var now int64
+		return f.conn.QueryRow(ctx, "SELECT max(id) FROM events").Scan(&now) == nil && now > atCommit+50
+	})
 	close(stop)
 	wg.Wait()
 	f.waitMatches(t, s, 0, []string{"/id"}, "the table, after the late commit", all)
