@@ -105,9 +105,10 @@ func TestBadInput(t *testing.T) {
 		commands: all,
 		want:     []string{fmt.Sprintf(`nothing accepts connections at %s (connection refused): check "address"`, closedAddr)},
 	}, {
-		name:     "user without REPLICATION",
-		config:   func(cfg, _ map[string]any) { cfg["user"], cfg["password"] = reader, "secret" },
-		commands: all,
+		name:   "user without REPLICATION",
+		config: func(cfg, _ map[string]any) { cfg["user"], cfg["password"] = reader, "secret" },
+		// Discovery and the capture command poll instead (polling_test.go).
+		commands: []string{"validate", "open"},
 		want:     []string{fmt.Sprintf(`user %q lacks the REPLICATION attribute; run ALTER USER "%s" WITH REPLICATION`, reader, reader)},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -164,7 +165,9 @@ func TestBadInputNoAnswer(t *testing.T) {
 	}
 }
 
-// A server without logical replication is refused at discover, validate and open.
+// A server without logical replication is refused at validate and open of
+// replicated bindings; discovery and the capture command offer polled
+// bindings instead (polling_test.go).
 func TestBadInputWalLevelReplica(t *testing.T) {
 	t.Parallel()
 	pg := testsupport.StartPostgres(t, testsupport.Options{Settings: map[string]string{"wal_level": "replica"}})
@@ -173,8 +176,9 @@ func TestBadInputWalLevelReplica(t *testing.T) {
 	cfg := map[string]any{"address": pg.Addr(), "database": db, "user": "postgres", "password": "postgres",
 		"advanced": map[string]any{"sslmode": "disable"}}
 	bin := newConnectorBin(t)
-	for _, command := range []string{"discover", "validate", "open", "capture"} {
+	for _, command := range []string{"validate", "open"} {
 		expectFailure(t, command, runCommand(t, bin, command, cfg),
-			`logical replication is not enabled: wal_level is "replica"; run ALTER SYSTEM SET wal_level = logical and restart PostgreSQL`)
+			`logical replication is not enabled: wal_level is "replica"; run ALTER SYSTEM SET wal_level = logical and restart PostgreSQL`,
+			`or poll the tables instead: set each binding's "mode" to "Polling"`)
 	}
 }

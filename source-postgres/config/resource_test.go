@@ -1,6 +1,7 @@
 package config
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -25,7 +26,7 @@ func TestParseResource(t *testing.T) {
 		{raw: `{"namespace": "public", "stream": "t", "mode": "precise"}`,
 			errors: []string{`"mode" "precise" is not a backfill mode`, `"Precise"`, `"Without Primary Key"`}},
 		{raw: `{"namespace": "public", "stream": "t", "priority": 1}`,
-			errors: []string{`"priority" is not a known field; known fields are namespace, stream, syncMode, mode`}},
+			errors: []string{`"priority" is not a known field; known fields are namespace, stream, syncMode, mode, query, id_columns, cursor, poll`}},
 		{raw: `{"namespace": "public", "stream": 7}`, errors: []string{`"stream" must be a string, got 7`}},
 		{raw: `"public.orders"`, errors: []string{`must be a JSON object`}},
 	} {
@@ -33,7 +34,7 @@ func TestParseResource(t *testing.T) {
 		if tc.errors == nil {
 			if err != nil {
 				t.Errorf("ParseResource(%s): %v", tc.raw, err)
-			} else if *r != tc.want {
+			} else if !reflect.DeepEqual(*r, tc.want) {
 				t.Errorf("ParseResource(%s) = %+v, want %+v", tc.raw, *r, tc.want)
 			}
 			continue

@@ -49,6 +49,27 @@ func (t *Table) DocumentSchemaWith(opts SchemaOptions) (json.RawMessage, error) 
 	if len(t.Key) > 0 {
 		row["required"] = t.Key
 	}
+	source := map[string]any{
+		"type":     "object",
+		"required": []string{"schema", "table", "loc"},
+		"properties": map[string]any{
+			"schema": map[string]any{"type": "string", "description": "Schema of the source table."},
+			"table":  map[string]any{"type": "string", "description": "Name of the source table."},
+			"loc": map[string]any{
+				"type":        "array",
+				"items":       map[string]any{"type": "integer"},
+				"minItems":    3,
+				"maxItems":    3,
+				"description": "Location of the change: [last commit end LSN, change LSN, transaction begin LSN]; [-1, row number, 0] for backfilled rows.",
+			},
+			"ts_ms":    map[string]any{"type": "integer", "description": "Commit time of the change in Unix milliseconds."},
+			"txid":     map[string]any{"type": "integer", "description": "Transaction ID of the change."},
+			"snapshot": map[string]any{"type": "boolean", "description": "True for rows read by a backfill."},
+		},
+	}
+	if t.Polled {
+		source = polledSourceSchema()
+	}
 	meta := map[string]any{
 		"type":     "object",
 		"required": []string{"op", "source"},
@@ -57,24 +78,7 @@ func (t *Table) DocumentSchemaWith(opts SchemaOptions) (json.RawMessage, error) 
 				"enum":        []string{"c", "u", "d"},
 				"description": "Change operation: c (insert or backfill), u (update) or d (delete).",
 			},
-			"source": map[string]any{
-				"type":     "object",
-				"required": []string{"schema", "table", "loc"},
-				"properties": map[string]any{
-					"schema": map[string]any{"type": "string", "description": "Schema of the source table."},
-					"table":  map[string]any{"type": "string", "description": "Name of the source table."},
-					"loc": map[string]any{
-						"type":        "array",
-						"items":       map[string]any{"type": "integer"},
-						"minItems":    3,
-						"maxItems":    3,
-						"description": "Location of the change: [last commit end LSN, change LSN, transaction begin LSN]; [-1, row number, 0] for backfilled rows.",
-					},
-					"ts_ms":    map[string]any{"type": "integer", "description": "Commit time of the change in Unix milliseconds."},
-					"txid":     map[string]any{"type": "integer", "description": "Transaction ID of the change."},
-					"snapshot": map[string]any{"type": "boolean", "description": "True for rows read by a backfill."},
-				},
-			},
+			"source": source,
 			"before": map[string]any{
 				"$ref":        "#" + anchor,
 				"description": "The row before an update, when the replica identity provides it.",

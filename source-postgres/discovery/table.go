@@ -30,6 +30,9 @@ type Table struct {
 	// ReplicaIdentity is pg_class.relreplident: 'd' (default: the primary
 	// key), 'f' (full), 'i' (an index) or 'n' (nothing).
 	ReplicaIdentity byte
+	// Polled marks the result of a polled table or query (query.go): its
+	// documents' _meta names the poll that read them.
+	Polled bool
 }
 
 // Column is a column of a table.

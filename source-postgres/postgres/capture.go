@@ -40,6 +40,13 @@ func (c *Connector) capture(ctx context.Context, cfg *config.Endpoint, targets [
 	for _, t := range targets {
 		resources = append(resources, t.Resource)
 	}
+	// Polled bindings need no replication (polling.go).
+	if polled, err := polledResources(resources); err != nil || polled {
+		if err != nil {
+			return err
+		}
+		return c.capturePolling(ctx, db, targets, state, out, acks, opened)
+	}
 	resolved, err := resolveBindings(ctx, db, resources)
 	if err != nil {
 		return err

@@ -144,6 +144,9 @@ func (db *Database) serverProblems(f serverFacts) []problem {
 	return p.problems
 }
 
+// pollInstead ends the fix of a problem that polling avoids.
+const pollInstead = `; or poll the tables instead: set each binding's "mode" to "Polling" (see "Capturing without logical replication")`
+
 func settingsProblems(p *prerequisites, f serverFacts) {
 	if f.versionNum < minServerVersion {
 		p.add(fmt.Sprintf("PostgreSQL %s is not supported", f.version),
@@ -151,7 +154,7 @@ func settingsProblems(p *prerequisites, f serverFacts) {
 	}
 	if f.walLevel != "logical" {
 		p.add(fmt.Sprintf("logical replication is not enabled: wal_level is %q", f.walLevel),
-			"run ALTER SYSTEM SET wal_level = logical and restart PostgreSQL (Amazon RDS and Aurora: set rds.logical_replication = 1 in the parameter group and reboot; Google Cloud SQL: set the flag cloudsql.logical_decoding to on; Azure: set the server parameter wal_level to logical)")
+			"run ALTER SYSTEM SET wal_level = logical and restart PostgreSQL (Amazon RDS and Aurora: set rds.logical_replication = 1 in the parameter group and reboot; Google Cloud SQL: set the flag cloudsql.logical_decoding to on; Azure: set the server parameter wal_level to logical)"+pollInstead)
 	}
 }
 
@@ -159,7 +162,7 @@ func (db *Database) roleProblems(p *prerequisites, f serverFacts) {
 	if !f.replication {
 		user := pgx.Identifier{db.cfg.User}.Sanitize()
 		p.add(fmt.Sprintf("user %q lacks the REPLICATION attribute", db.cfg.User),
-			fmt.Sprintf("run ALTER USER %s WITH REPLICATION (Amazon RDS and Aurora: GRANT rds_replication TO %s)", user, user))
+			fmt.Sprintf("run ALTER USER %s WITH REPLICATION (Amazon RDS and Aurora: GRANT rds_replication TO %s)", user, user)+pollInstead)
 	}
 }
 

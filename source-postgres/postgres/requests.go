@@ -94,6 +94,13 @@ func (c *Connector) Discover(ctx context.Context, rawConfig json.RawMessage) ([]
 		return nil, err
 	}
 	defer db.Close(ctx)
+	// Without logical replication, tables are offered as polled bindings.
+	if why, err := db.replicationUnavailable(ctx); err != nil || why != "" {
+		if err != nil {
+			return nil, err
+		}
+		return db.discoverPolled(ctx, why)
+	}
 	// A server that cannot be captured fails discovery too, rather than
 	// offering bindings that could never run.
 	if err := db.checkServer(ctx); err != nil {
@@ -146,6 +153,16 @@ func (c *Connector) Validate(ctx context.Context, req *protocol.ValidateRequest)
 	var resources []json.RawMessage
 	for _, b := range req.Bindings {
 		resources = append(resources, b.ResourceConfig)
+	}
+	if polled, err := polledResources(resources); err != nil || polled {
+		if err != nil {
+			return nil, err
+		}
+		var targets []Target
+		for _, r := range resources {
+			targets = append(targets, Target{Resource: r})
+		}
+		return db.validatePolling(ctx, targets)
 	}
 	bindings, err := resolveBindings(ctx, db, resources)
 	if err != nil {
