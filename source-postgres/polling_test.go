@@ -138,7 +138,9 @@ func TestPollingDiscover(t *testing.T) {
 	}
 	b := body.Bindings[0]
 	var res map[string]any
-	json.Unmarshal(b.ResourceConfig, &res)
+	if err := json.Unmarshal(b.ResourceConfig, &res); err != nil {
+		t.Fatal(err)
+	}
 	if res["mode"] != "Polling" || res["stream"] != "orders" || !slices.Equal(b.Key, []string{"/id"}) {
 		t.Errorf("discovered %s with key %v, want orders in mode Polling keyed by /id", b.ResourceConfig, b.Key)
 	}
@@ -248,8 +250,14 @@ func TestPollingCursor(t *testing.T) {
 					return
 				default:
 				}
-				conn.Exec(ctx, "INSERT INTO events (v) VALUES ($1)", fmt.Sprintf("writer %d row %d", w, i))
-				conn.Exec(ctx, "UPDATE events SET v = v || '+' WHERE id = $1", 1+i%100)
+				if _, err := conn.Exec(ctx, "INSERT INTO events (v) VALUES ($1)", fmt.Sprintf("writer %d row %d", w, i)); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := conn.Exec(ctx, "UPDATE events SET v = v || '+' WHERE id = $1", 1+i%100); err != nil {
+					t.Error(err)
+					return
+				}
 			}
 		})
 	}
@@ -263,7 +271,9 @@ func TestPollingCursor(t *testing.T) {
 		for _, b := range []int{0, 1} {
 			for _, raw := range polledDocs(s, b) {
 				var d struct{ ID int64 }
-				json.Unmarshal(raw, &d)
+				if err := json.Unmarshal(raw, &d); err != nil {
+					t.Fatal(err)
+				}
 				if d.ID > maxID {
 					seen++
 					break

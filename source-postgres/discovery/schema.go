@@ -87,7 +87,6 @@ func (t *Table) DocumentSchemaWith(opts SchemaOptions) (json.RawMessage, error) 
 		},
 		"reduce": map[string]any{"strategy": "merge"},
 	}
-	source := meta["properties"].(map[string]any)["source"].(map[string]any)
 	if opts.SourceTag {
 		source["properties"].(map[string]any)["tag"] = map[string]any{"type": "string", "description": "The capture's source_tag."}
 	}

@@ -42,6 +42,8 @@ type Spec struct {
 	IDColumns []string
 	Cursor    []string
 	Interval  time.Duration
+	// SourceTag, when set, is written to every document as _meta.source.tag.
+	SourceTag string
 }
 
 // Binding is a polled binding described on the database: its documents'
@@ -142,7 +144,7 @@ func (b *Binding) describe(ctx context.Context, conn *pgconn.PgConn, reg *pgtype
 		return fmt.Errorf(`"id_columns": %w`, err)
 	}
 	b.shape, b.table, b.xmin = shape, table, xmin
-	b.doc = document.NewTable(b.Stream.Schema, b.Stream.Table)
+	b.doc = document.NewTable(b.Stream.Schema, b.Stream.Table, b.SourceTag)
 	b.columns, b.cursor, b.ids = nil, nil, nil
 	var selects []string
 	for _, c := range table.Columns {

@@ -69,7 +69,7 @@ func (p *poller) poll(ctx context.Context, b *Binding, pos *Position, emit emitF
 	}
 	defer func() {
 		if err != nil {
-			p.conn.Exec(context.WithoutCancel(ctx), "ROLLBACK").Close()
+			p.conn.Exec(context.WithoutCancel(ctx), "ROLLBACK").Close() //nolint:errcheck // the poll's error is returned; a connection that cannot roll back fails the next poll
 		}
 	}()
 	xmin, err1 := strconv.ParseUint(string(results[1].Rows[0][0]), 10, 64)
@@ -176,12 +176,12 @@ func (p *poller) read(ctx context.Context, b *Binding, query string, params [][]
 	for rr.NextRow() {
 		values := rr.Values()
 		if len(values) != len(b.columns) {
-			rr.Close()
+			rr.Close() //nolint:errcheck // the mismatch is the error to report
 			return 0, fmt.Errorf("the poll returned %d columns, expected %d: the query's result changed while it ran", len(values), len(b.columns))
 		}
 		var err error
 		if p.id, err = b.appendIdentity(p.id[:0], values); err != nil {
-			rr.Close()
+			rr.Close() //nolint:errcheck // the row's error is the one to report
 			return 0, err
 		}
 		rowOp := op
@@ -189,7 +189,7 @@ func (p *poller) read(ctx context.Context, b *Binding, query string, params [][]
 			rowOp = identity(p.id)
 		}
 		if p.doc, err = b.appendDocument(p.doc[:0], rowOp, meta, values); err != nil {
-			rr.Close()
+			rr.Close() //nolint:errcheck // the row's error is the one to report
 			return 0, err
 		}
 		if query != b.late {
@@ -197,7 +197,7 @@ func (p *poller) read(ctx context.Context, b *Binding, query string, params [][]
 		}
 		rows++
 		if err := emit(rowOp, p.doc); err != nil {
-			rr.Close()
+			rr.Close() //nolint:errcheck // the output's error is the one to report
 			return 0, err
 		}
 	}

@@ -78,7 +78,7 @@ func BenchmarkFullRefresh(b *testing.B) {
 			b.Fatal(err)
 		}
 		src := NewSource(conn.PgConn(), types, []*Binding{bd}, log)
-		stream, err := src.StartReplication(ctx, "")
+		stream, err := src.StartReplication(ctx, "", "")
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -40,8 +40,9 @@ func NewSource(conn *pgconn.PgConn, types *pgtypes.Registry, bindings []*Binding
 }
 
 // StartReplication implements sqlcapture.Database: it starts polling from
-// the positions in cursor.
-func (s *Source) StartReplication(ctx context.Context, cursor string) (sqlcapture.ReplicationStream, error) {
+// the positions in cursor. A poll's position is checkpointed only once the
+// poll is complete, so acknowledged has nothing to release.
+func (s *Source) StartReplication(ctx context.Context, cursor, _ string) (sqlcapture.ReplicationStream, error) {
 	all, ours, err := parsePositions(cursor)
 	if err != nil {
 		return nil, err
@@ -62,6 +63,17 @@ func (s *Source) StartReplication(ctx context.Context, cursor string) (sqlcaptur
 		}
 	}
 	return startStream(ctx, s, positions), nil
+}
+
+// Reconnect implements sqlcapture.Database. A polled capture is never
+// reconnected in the process: the engine's in-process retry replays a
+// transaction by skipping the changes it already emitted, which holds for a
+// replication stream (a transaction decodes the same way again) but not for
+// a poll (a new snapshot may return other rows). None of Source's errors is
+// Transient, so a failed poll ends the capture, and its restart resumes from
+// the last checkpointed poll positions.
+func (s *Source) Reconnect(context.Context) error {
+	return errors.New("a polled capture is not reconnected in the process: it restarts from its last checkpoint")
 }
 
 // redescribe reads the shape of b's result again, and rebuilds b when it

@@ -67,6 +67,7 @@ func (db *Database) preparePolling(ctx context.Context, targets []Target) ([]*po
 			IDColumns: res.IDColumns,
 			Cursor:    res.Cursor,
 			Interval:  res.PollInterval(),
+			SourceTag: db.cfg.Advanced.SourceTag,
 		}
 		name := fmt.Sprintf("binding %d (%s.%s)", i, res.Namespace, res.Stream)
 		if res.Query == "" {
