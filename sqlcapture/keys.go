@@ -213,7 +213,7 @@ func DecodeKey(key []byte) ([]any, error) {
 				out = append(out, math.Float64frombits(^bits))
 			}
 		case tagBytes, tagString:
-			v, rest, err := unescape(key)
+			v, rest, err := ReadEscaped(key)
 			if err != nil {
 				return nil, err
 			}
@@ -239,7 +239,11 @@ func DecodeKey(key []byte) ([]any, error) {
 
 var errTruncatedKey = fmt.Errorf("truncated key")
 
-func unescape(b []byte) (v []byte, rest []byte, err error) {
+// ReadEscaped reads a byte string as keys encode it: terminated by 0x00,
+// with a 0x00 inside written as 0x00 0xff (the escaping of FoundationDB's
+// tuple layer, whose byte and text strings are read the same way). It
+// returns the string and what follows its terminator.
+func ReadEscaped(b []byte) (v []byte, rest []byte, err error) {
 	v = []byte{}
 	for i := 0; i < len(b); i++ {
 		if b[i] != 0 {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"pgcapture/sqlcapture"
 )
 
 // Estuary's source-postgres checkpoints a keyed backfill's position as the
@@ -66,7 +68,7 @@ func decodeFDBElements(b []byte, nested bool) ([]any, []byte, error) {
 			}
 			return out, b, nil // the end of the nested tuple
 		case code == fdbBytes || code == fdbString:
-			v, rest, err := fdbUnescape(b)
+			v, rest, err := sqlcapture.ReadEscaped(b)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -152,23 +154,4 @@ func decodeFDBElements(b []byte, nested bool) ([]any, []byte, error) {
 		return nil, nil, errFDBTruncated
 	}
 	return out, b, nil
-}
-
-// fdbUnescape reads a 0x00-terminated byte string in which 0x00 is written
-// 0x00 0xff.
-func fdbUnescape(b []byte) ([]byte, []byte, error) {
-	v := []byte{}
-	for i := 0; i < len(b); i++ {
-		if b[i] != 0 {
-			v = append(v, b[i])
-			continue
-		}
-		if i+1 < len(b) && b[i+1] == 0xff {
-			v = append(v, 0)
-			i++
-			continue
-		}
-		return v, b[i+1:], nil
-	}
-	return nil, nil, errFDBTruncated
 }
