@@ -44,6 +44,9 @@ type Options struct {
 	// already-received commits before it must take a checkpoint.
 	CoalesceDocs int
 	Logger       logrus.FieldLogger
+	// RebackfillTable tells a user how to backfill a table again, in the
+	// words of whoever runs the capture; errors that need it end with it.
+	RebackfillTable string
 }
 
 func (o *Options) setDefaults() {
@@ -58,6 +61,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = logrus.StandardLogger()
+	}
+	if o.RebackfillTable == "" {
+		o.RebackfillTable = "bump the binding's backfill counter to backfill it again"
 	}
 }
 
@@ -138,7 +144,7 @@ func (c *capture) reconcile(bindings []Binding, state State) error {
 		prev, ok := state.Streams[b.StateKey]
 		switch {
 		case ok && prev.Mode == ModeBackfill && !slices.Equal(prev.KeyColumns, b.KeyColumns):
-			return fmt.Errorf("the key of table %s changed from %v to %v during its backfill: bump the binding's backfill counter to backfill it again", b.Stream, prev.KeyColumns, b.KeyColumns)
+			return fmt.Errorf("the key of table %s changed from %v to %v during its backfill: %s", b.Stream, prev.KeyColumns, b.KeyColumns, c.opts.RebackfillTable)
 		case ok:
 			nb.state = *prev
 		case b.SkipBackfill:

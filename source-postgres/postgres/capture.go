@@ -19,16 +19,28 @@ type Target struct {
 	StateKey string
 }
 
+// CaptureOptions say how a capture runs.
+type CaptureOptions struct {
+	// Mode is who runs the capture.
+	Mode Mode
+	// Reset lets a capture started without state drop an existing slot in
+	// ShellMode (RuntimeMode always may).
+	Reset bool
+	// Opened is called once the database is ready, before the engine runs.
+	Opened func() error
+}
+
 // Capture connects, readies the database (prerequisites, slot), calls
-// opened, and runs the engine over targets, resuming from state, until ctx
-// ends or something fails. Documents and checkpoints go to out; acks tells
-// the engine which checkpoints are durable.
-func (c *Connector) Capture(ctx context.Context, cfg *config.Endpoint, targets []Target, state sqlcapture.State, out sqlcapture.Output, acks *sqlcapture.Acknowledgements, opened func() error) error {
+// opts.Opened, and runs the engine over targets, resuming from state, until
+// ctx ends or something fails. Documents and checkpoints go to out; acks
+// tells the engine which checkpoints are durable.
+func (c *Connector) Capture(ctx context.Context, cfg *config.Endpoint, targets []Target, state sqlcapture.State, out sqlcapture.Output, acks *sqlcapture.Acknowledgements, opts CaptureOptions) error {
 	db, err := Connect(ctx, cfg, c.Log)
 	if err != nil {
 		return err
 	}
 	defer db.Close(context.WithoutCancel(ctx))
+	db.mode = opts.Mode
 
 	var resources []json.RawMessage
 	for _, t := range targets {
@@ -61,15 +73,16 @@ func (c *Connector) Capture(ctx context.Context, cfg *config.Endpoint, targets [
 		}
 		bindings = append(bindings, binding)
 	}
-	if err := db.prepareCapture(ctx, tablesOf(resolved), physical, state.Cursor); err != nil {
+	if err := db.prepareCapture(ctx, tablesOf(resolved), physical, state.Cursor, opts.Reset); err != nil {
 		return err
 	}
-	if err := opened(); err != nil {
+	if err := opts.Opened(); err != nil {
 		return err
 	}
 	err = sqlcapture.Run(ctx, db, bindings, state, out, acks, sqlcapture.Options{
-		ChunkSize: cfg.Advanced.BackfillChunkSize,
-		Logger:    c.Log,
+		ChunkSize:       cfg.Advanced.BackfillChunkSize,
+		Logger:          c.Log,
+		RebackfillTable: opts.Mode.rebackfillTable(),
 	})
 	if err != nil && !sqlcapture.IsCancellation(err) {
 		err = db.explainFailure(ctx, err)

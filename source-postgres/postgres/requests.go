@@ -207,7 +207,7 @@ func (c *Connector) Open(ctx context.Context, req *protocol.OpenRequest, r *prot
 		}()
 		return nil
 	}
-	err = c.Capture(ctx, cfg, targets, state, &sessionOutput{w: w}, acks, opened)
+	err = c.Capture(ctx, cfg, targets, state, &sessionOutput{w: w}, acks, CaptureOptions{Mode: RuntimeMode, Opened: opened})
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause
 	}
