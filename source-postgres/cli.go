@@ -53,7 +53,7 @@ func captureCommand(ctx context.Context, c *postgres.Connector, args []string, s
 	}
 	cfg, err := config.Parse(rawConfig)
 	if err != nil {
-		return fmt.Errorf("configuration file %s: %w", *configPath, err)
+		return fmt.Errorf("%s: %w", *configPath, err)
 	}
 	log.WithField("config", cfg.Redacted()).Debug("parsed the configuration")
 
