@@ -122,17 +122,21 @@ func captureCommand(ctx context.Context, c *postgres.Connector, args []string, s
 		return fmt.Errorf("there are no tables to capture in database %q", cfg.Database)
 	}
 
-	// Progress lines are for a person watching; in a log file they would
-	// only repeat what the checkpoints say.
+	// Progress lines are for a person watching; a log file gets the
+	// periodic log entries a runtime gets.
 	var progress *localcapture.Progress
+	var observer sqlcapture.ProgressObserver
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		progress = localcapture.NewProgress(os.Stderr, names, state, cfg.SkipBackfillTables())
+		observer = progress
 	}
 	acks := sqlcapture.NewAcknowledgements()
 	out := localcapture.NewOutput(stdout, *statePath, state, acks, progress)
 	err = c.Capture(ctx, cfg, targets, state, out, acks, postgres.CaptureOptions{
-		Mode:  postgres.ShellMode,
-		Reset: *reset,
+		Mode:             postgres.ShellMode,
+		Reset:            *reset,
+		Progress:         observer,
+		ProgressInterval: localcapture.StatusInterval,
 		Opened: func() error {
 			log.WithField("tables", len(targets)).Info("capturing; change documents follow on stdout")
 			return nil

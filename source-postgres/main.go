@@ -15,6 +15,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/term"
@@ -74,6 +75,13 @@ func humanError(err error) (sentence, detail string) {
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, log *logrus.Logger) error {
 	c := &postgres.Connector{Log: log, DocsURL: cmp.Or(os.Getenv("DOCS_URL"), postgres.DefaultDocsURL)}
+	if raw := os.Getenv("LOG_PROGRESS_INTERVAL"); raw != "" {
+		d, err := time.ParseDuration(raw)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("LOG_PROGRESS_INTERVAL %q is not a positive duration such as 30s or 5m", raw)
+		}
+		c.ProgressInterval = d
+	}
 	if len(args) == 0 {
 		codec, err := protocol.CodecFromEnv(os.Getenv("FLOW_RUNTIME_CODEC"))
 		if err != nil {
@@ -145,7 +153,8 @@ const usage = `usage:
       restart with the same state file resumes from it. See capture --help.
   source-postgres --version
       Prints the version.
-Logs go to stderr: LOG_LEVEL=error|warn|info|debug|trace, LOG_FORMAT=json|text|color.
+Logs go to stderr: LOG_LEVEL=error|warn|info|debug|trace, LOG_FORMAT=json|text|color;
+LOG_PROGRESS_INTERVAL=30s sets how often a capture logs its lag and backfill progress.
 `
 
 // startProfile writes a CPU profile to path until the returned function is

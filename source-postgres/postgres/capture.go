@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"pgcapture/source-postgres/config"
 	"pgcapture/source-postgres/discovery"
@@ -28,6 +29,10 @@ type CaptureOptions struct {
 	Reset bool
 	// Opened is called once the database is ready, before the engine runs.
 	Opened func() error
+	// Progress is told the capture's lag and backfill progress every
+	// ProgressInterval; nil logs it every Connector.ProgressInterval.
+	Progress         sqlcapture.ProgressObserver
+	ProgressInterval time.Duration
 }
 
 // Capture connects, readies the database (prerequisites, slot), calls
@@ -71,6 +76,9 @@ func (c *Connector) Capture(ctx context.Context, cfg *config.Endpoint, targets [
 			physical[b.table] = true
 			binding.KeyColumns = nil
 		}
+		if prev, ok := state.Streams[binding.StateKey]; (ok && prev.Mode == sqlcapture.ModeBackfill) || (!ok && !binding.SkipBackfill) {
+			binding.EstimatedRows = db.estimateRows(ctx, b.table)
+		}
 		bindings = append(bindings, binding)
 	}
 	if err := db.prepareCapture(ctx, tablesOf(resolved), physical, state.Cursor, opts.Reset); err != nil {
@@ -79,10 +87,16 @@ func (c *Connector) Capture(ctx context.Context, cfg *config.Endpoint, targets [
 	if err := opts.Opened(); err != nil {
 		return err
 	}
+	interval := c.ProgressInterval
+	if opts.Progress != nil {
+		interval = opts.ProgressInterval
+	}
 	err = sqlcapture.Run(ctx, db, bindings, state, out, acks, sqlcapture.Options{
-		ChunkSize:       cfg.Advanced.BackfillChunkSize,
-		Logger:          c.Log,
-		RebackfillTable: opts.Mode.rebackfillTable(),
+		ChunkSize:        cfg.Advanced.BackfillChunkSize,
+		Logger:           c.Log,
+		Progress:         opts.Progress,
+		ProgressInterval: interval,
+		RebackfillTable:  opts.Mode.rebackfillTable(),
 	})
 	if err != nil && !sqlcapture.IsCancellation(err) {
 		err = db.explainFailure(ctx, err)
