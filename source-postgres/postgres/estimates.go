@@ -13,8 +13,12 @@ import (
 // table was never vacuumed or analyzed, and then has no estimate.
 func (db *Database) estimateRows(ctx context.Context, t *discovery.Table) int64 {
 	var n int64
-	err := db.conn.QueryRow(ctx, `SELECT COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::bigint
-		FROM pg_partition_tree($1::regclass) p JOIN pg_class c ON c.oid = p.relid`, t.QuotedName()).Scan(&n)
+	// The catalog is read directly: pg_partition_tree would lock the table,
+	// and wait behind any DDL holding it.
+	err := db.conn.QueryRow(ctx, `WITH RECURSIVE tree(oid) AS (
+			SELECT $1::regclass::oid
+			UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid)
+		SELECT COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::bigint FROM tree JOIN pg_class c ON c.oid = tree.oid`, t.QuotedName()).Scan(&n)
 	if err != nil {
 		// Progress goes without an estimate; the capture does not need one.
 		db.log.WithFields(logrus.Fields{"table": t.QuotedName(), "error": err}).Debug("estimating the table's rows")
