@@ -174,4 +174,3 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 	}
 	return master, slave
 }
-
