@@ -6,7 +6,11 @@
 // whose change documents appear on stdout as they happen. Stop it with
 // Ctrl-C; everything it started is removed.
 //
-//	go run ./demo [-interval 1s] [-duration 0]
+//	go run ./demo [-interval 1s] [-duration 0] [-keep]
+//
+// With -keep it runs no capture itself: it keeps the database up (and
+// written to), and prints a configuration file and the capture command
+// line to try from another shell.
 package main
 
 import (
@@ -32,9 +36,10 @@ import (
 func main() {
 	interval := flag.Duration("interval", time.Second, "time between the demo's writes")
 	duration := flag.Duration("duration", 0, "stop after this long (0: run until interrupted)")
+	keep := flag.Bool("keep", false, "run no capture: keep the database up for one you start yourself, and print its configuration file and command line")
 	flag.Parse()
 
-	if err := runUntilSignalled(*interval, *duration); err != nil {
+	if err := runUntilSignalled(*interval, *duration, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
@@ -42,7 +47,7 @@ func main() {
 
 // runUntilSignalled runs the demo until it is interrupted or, given a
 // duration, for that long.
-func runUntilSignalled(interval, duration time.Duration) error {
+func runUntilSignalled(interval, duration time.Duration, keep bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if duration > 0 {
@@ -50,7 +55,7 @@ func runUntilSignalled(interval, duration time.Duration) error {
 		ctx, cancel = context.WithTimeout(ctx, duration)
 		defer cancel()
 	}
-	return run(ctx, os.Stdout, os.Stderr, interval)
+	return run(ctx, os.Stdout, os.Stderr, interval, keep)
 }
 
 // setup is what a database administrator runs once for a capture.
@@ -86,7 +91,9 @@ CREATE PUBLICATION flow_publication FOR TABLE public.flow_watermarks, public.cus
 	WITH (publish_via_partition_root = true);
 `
 
-func run(ctx context.Context, stdout, stderr io.Writer, interval time.Duration) error {
+// run runs the demo until ctx ends. With keep, it starts no capture but
+// prints how to start one (on stdout, the demo's only output then).
+func run(ctx context.Context, stdout, stderr io.Writer, interval time.Duration, keep bool) error {
 	root, err := testsupport.ModuleRoot()
 	if err != nil {
 		return err
@@ -97,12 +104,14 @@ func run(ctx context.Context, stdout, stderr io.Writer, interval time.Duration) 
 	}
 	defer os.RemoveAll(work)
 
-	fmt.Fprintln(stderr, "demo: building the connector")
 	bin := filepath.Join(work, "source-postgres")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./source-postgres")
-	build.Dir, build.Stdout, build.Stderr = root, stderr, stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("building the connector: %w", err)
+	if !keep {
+		fmt.Fprintln(stderr, "demo: building the connector")
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./source-postgres")
+		build.Dir, build.Stdout, build.Stderr = root, stderr, stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("building the connector: %w", err)
+		}
 	}
 
 	fmt.Fprintln(stderr, "demo: starting a throwaway PostgreSQL")
@@ -131,8 +140,23 @@ func run(ctx context.Context, stdout, stderr io.Writer, interval time.Duration) 
 	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "demo: capturing with: source-postgres capture --config %s --state %s\n", cfgPath, filepath.Join(work, "state.json"))
-	capture := exec.Command(bin, "capture", "--config", cfgPath, "--state", filepath.Join(work, "state.json"))
+	statePath := filepath.Join(work, "state.json")
+	if keep {
+		fmt.Fprintf(stdout, "PostgreSQL is up at %s with the tables public.customers and public.orders, written to every %s.\n", pg.Addr(), interval)
+		fmt.Fprintf(stdout, "Its configuration file: %s\n", cfgPath)
+		fmt.Fprintf(stdout, "Capture it from the repository's root in another shell:\n\n")
+		fmt.Fprintf(stdout, "  go build -o bin/source-postgres ./source-postgres\n")
+		fmt.Fprintf(stdout, "  bin/source-postgres capture --config %s --state %s\n\n", cfgPath, statePath)
+		fmt.Fprintf(stdout, "Ctrl-C here stops the database and deletes it.\n")
+		err := writeLoop(ctx, conn, stderr, interval, nil)
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			fmt.Fprintln(stderr, "demo: stopped; the throwaway database is removed")
+			return nil
+		}
+		return err
+	}
+	fmt.Fprintf(stderr, "demo: capturing with: source-postgres capture --config %s --state %s\n", cfgPath, statePath)
+	capture := exec.Command(bin, "capture", "--config", cfgPath, "--state", statePath)
 	capture.Stdout, capture.Stderr = stdout, stderr
 	capture.Env = append(os.Environ(), "LOG_LEVEL=info")
 	if err := capture.Start(); err != nil {
@@ -157,15 +181,9 @@ func run(ctx context.Context, stdout, stderr io.Writer, interval time.Duration) 
 	return err
 }
 
-// writeLoop makes one random change per interval until ctx ends.
+// writeLoop makes one random change per interval until ctx ends (or the
+// capture exits, when exited is not nil), and says what it changed.
 func writeLoop(ctx context.Context, conn *pgx.Conn, stderr io.Writer, interval time.Duration, exited <-chan error) error {
-	statements := []string{
-		`INSERT INTO public.orders (customer_id, total, items) VALUES (1 + floor(random() * 4)::int, round((random() * 500)::numeric, 2), '[{"sku":"SKU-NEW","qty":1}]')`,
-		`UPDATE public.orders SET status = 'paid' WHERE id = (SELECT min(id) FROM public.orders WHERE status = 'placed')`,
-		`UPDATE public.orders SET status = 'shipped' WHERE id = (SELECT min(id) FROM public.orders WHERE status = 'paid')`,
-		`DELETE FROM public.orders WHERE id = (SELECT min(id) FROM public.orders WHERE status = 'shipped')`,
-		`UPDATE public.customers SET email = lower(replace(name, ' ', '.')) || '@example.org' WHERE id = 1 + floor(random() * 4)::int`,
-	}
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {
@@ -175,15 +193,63 @@ func writeLoop(ctx context.Context, conn *pgx.Conn, stderr io.Writer, interval t
 		case err := <-exited:
 			return fmt.Errorf("the capture exited: %v", err)
 		case <-ticker.C:
-			stmt := statements[rand.IntN(len(statements))]
-			tag, err := conn.Exec(ctx, stmt)
+			did, err := writeOne(ctx, conn)
 			if err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
 				return fmt.Errorf("writing: %w", err)
 			}
-			fmt.Fprintf(stderr, "demo: %s\n", tag.String())
+			fmt.Fprintf(stderr, "demo: %s\n", did)
 		}
 	}
+}
+
+// change is one kind of write the demo makes: a statement returning the id
+// of the row it changed, and how to say what it did to it.
+type change struct {
+	sql  string
+	args func() []any
+	says string // a format for the changed row's id
+}
+
+var changes = []change{
+	{`INSERT INTO public.orders (customer_id, total, items) VALUES ($1, $2, '[{"sku":"SKU-NEW","qty":1}]') RETURNING id`,
+		func() []any { return []any{1 + rand.IntN(4), fmt.Sprintf("%d.%02d", rand.IntN(500), rand.IntN(100))} },
+		"inserted order %d"},
+	{`UPDATE public.orders SET status = 'paid' WHERE id = (SELECT min(id) FROM public.orders WHERE status = 'placed') RETURNING id`,
+		nil, "updated order %d: paid"},
+	{`UPDATE public.orders SET status = 'shipped' WHERE id = (SELECT min(id) FROM public.orders WHERE status = 'paid') RETURNING id`,
+		nil, "updated order %d: shipped"},
+	{`DELETE FROM public.orders WHERE id = (SELECT min(id) FROM public.orders WHERE status = 'shipped') RETURNING id`,
+		nil, "deleted order %d"},
+	// The customer is chosen here rather than by random() in the WHERE
+	// clause, which PostgreSQL evaluates once per row: that matches no
+	// row, or several, as often as one.
+	{`UPDATE public.customers SET email = lower(replace(name, ' ', '.')) || '@example.org' WHERE id = $1 RETURNING id`,
+		func() []any { return []any{1 + rand.IntN(4)} }, "updated the email of customer %d"},
+}
+
+// writeOne makes a random change. One that finds no row to change (no
+// order waiting to be paid, say) gives way to the next kind; an insert
+// always succeeds.
+func writeOne(ctx context.Context, conn *pgx.Conn) (string, error) {
+	first := rand.IntN(len(changes))
+	for i := range changes {
+		c := changes[(first+i)%len(changes)]
+		var args []any
+		if c.args != nil {
+			args = c.args()
+		}
+		var id int64
+		err := conn.QueryRow(ctx, c.sql, args...).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf(c.says, id), nil
+	}
+	return "", errors.New("no change found a row to change")
 }

@@ -20,7 +20,7 @@ func TestDemo(t *testing.T) {
 	defer cancel()
 	var stdout, stderr testsupport.SyncBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, &stdout, &stderr, 50*time.Millisecond) }()
+	go func() { done <- run(ctx, &stdout, &stderr, 50*time.Millisecond, false) }()
 
 	deadline := time.Now().Add(50 * time.Second)
 	for time.Now().Before(deadline) {

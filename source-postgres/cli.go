@@ -28,14 +28,24 @@ import (
 func captureCommand(ctx context.Context, c *postgres.Connector, args []string, stdout io.Writer, log *logrus.Logger) error {
 	fs := flag.NewFlagSet("capture", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	configPath := fs.String("config", "", "endpoint configuration (JSON file)")
-	statePath := fs.String("state", "", "state file: read at start if present, rewritten atomically at every checkpoint")
-	tableList := fs.String("tables", "", "comma-separated schema.table list to capture (default: every discovered table)")
+	configPath := fs.String("config", "", "the endpoint configuration: a JSON `file`, as in the README's Configuration")
+	statePath := fs.String("state", "", "the state `file`: read at start if it exists, rewritten atomically at every checkpoint; without it nothing is kept")
+	tableList := fs.String("tables", "", "a comma-separated `list` of schema.table names to capture (default: every discovered table)")
+	reset := fs.Bool("reset", false, "start over: ignore the state file, drop the replication slot if it exists, and backfill every table again")
 	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("capture: %w\n%s", err, usage)
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, captureUsage)
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return nil
+		}
+		return fmt.Errorf("capture: %w (run source-postgres capture --help for the usage)", err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("capture: unexpected argument %q (run source-postgres capture --help for the usage)", fs.Arg(0))
 	}
 	if *configPath == "" {
-		return fmt.Errorf("capture: --config is required\n%s", usage)
+		return errors.New("capture: --config FILE is required (run source-postgres capture --help for the usage)")
 	}
 	rawConfig, err := os.ReadFile(*configPath)
 	if err != nil {
@@ -43,12 +53,14 @@ func captureCommand(ctx context.Context, c *postgres.Connector, args []string, s
 	}
 	cfg, err := config.Parse(rawConfig)
 	if err != nil {
-		return fmt.Errorf("configuration %s: %w", *configPath, err)
+		return fmt.Errorf("%s: %w", *configPath, err)
 	}
 	log.WithField("config", cfg.Redacted()).Debug("parsed the configuration")
 
 	var state sqlcapture.State
-	if *statePath != "" {
+	if *statePath != "" && *reset {
+		log.WithField("state", *statePath).Info("--reset: starting over; the state file is replaced at the first checkpoint")
+	} else if *statePath != "" {
 		raw, err := os.ReadFile(*statePath)
 		switch {
 		case errors.Is(err, os.ErrNotExist):
@@ -110,20 +122,40 @@ func captureCommand(ctx context.Context, c *postgres.Connector, args []string, s
 		return fmt.Errorf("there are no tables to capture in database %q", cfg.Database)
 	}
 
-	// Progress lines are for a person watching; in a log file they would
-	// only repeat what the checkpoints say.
+	// Progress lines are for a person watching; a log file gets the
+	// periodic log entries a runtime gets.
 	var progress *localcapture.Progress
+	var observer sqlcapture.ProgressObserver
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		progress = localcapture.NewProgress(os.Stderr, names, state, cfg.SkipBackfillTables())
+		observer = progress
 	}
 	acks := sqlcapture.NewAcknowledgements()
 	out := localcapture.NewOutput(stdout, *statePath, state, acks, progress)
-	err = c.Capture(ctx, cfg, targets, state, out, acks, func() error {
-		log.WithField("tables", len(targets)).Info("capturing; change documents follow on stdout")
-		return nil
+	err = c.Capture(ctx, cfg, targets, state, out, acks, postgres.CaptureOptions{
+		Mode:             postgres.ShellMode,
+		Reset:            *reset,
+		Progress:         observer,
+		ProgressInterval: localcapture.StatusInterval,
+		Opened: func() error {
+			log.WithField("tables", len(targets)).Info("capturing; change documents follow on stdout")
+			return nil
+		},
 	})
 	if ferr := out.Flush(); err == nil {
 		err = ferr
 	}
 	return err
 }
+
+const captureUsage = `usage: source-postgres capture --config FILE [--state FILE] [--tables schema.t1,schema.t2] [--reset]
+
+Captures the tables (default: all that discovery finds) and prints change
+documents as JSON lines on stdout: each table's rows first (its backfill),
+then every insert, update and delete as it commits. Each checkpoint is
+written atomically to the state file, and a run with the same --state
+resumes from it. A replication slot that already exists is never dropped
+unless --reset says so. Ctrl-C stops the capture.
+
+Flags:
+`

@@ -100,6 +100,7 @@ func (c *capture) scanChunk(ctx context.Context, b *binding) error {
 		c.log.WithFields(logrus.Fields{"table": b.Stream.String(), "rows": b.state.Backfilled}).Debug("backfill chunk")
 	}
 	c.dirty[b.StateKey] = true
+	c.progress.backfilled(b.Stream, b.state.Backfilled, done)
 	return nil
 }
 

@@ -21,6 +21,9 @@ type Binding struct {
 	KeyColumns []string
 	// SkipBackfill makes a new binding stream its changes without a backfill.
 	SkipBackfill bool
+	// EstimatedRows is the table's size as the database estimates it (0:
+	// unknown), which backfill progress is measured against.
+	EstimatedRows int64
 }
 
 // Output receives what the capture emits, in order. A checkpoint commits
@@ -50,6 +53,13 @@ type Options struct {
 	// one waits twice as long, up to 10s.
 	RetryDelay time.Duration
 	Logger     logrus.FieldLogger
+	// Progress is told how far the capture has come every
+	// ProgressInterval (default 30s); nil logs it (LogProgress).
+	Progress         ProgressObserver
+	ProgressInterval time.Duration
+	// RebackfillTable tells a user how to backfill a table again, in the
+	// words of whoever runs the capture; errors that need it end with it.
+	RebackfillTable string
 }
 
 func (o *Options) setDefaults() {
@@ -70,6 +80,15 @@ func (o *Options) setDefaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = logrus.StandardLogger()
+	}
+	if o.Progress == nil {
+		o.Progress = LogProgress(o.Logger)
+	}
+	if o.ProgressInterval <= 0 {
+		o.ProgressInterval = 30 * time.Second
+	}
+	if o.RebackfillTable == "" {
+		o.RebackfillTable = "bump the binding's backfill counter to backfill it again"
 	}
 }
 
@@ -96,6 +115,10 @@ func Run(ctx context.Context, db Database, bindings []Binding, state State, out 
 	if err := c.reconcile(bindings, state); err != nil {
 		return err
 	}
+	c.progress = newProgressTracker(c.bindings, time.Now())
+	reportCtx, stopReports := context.WithCancel(ctx)
+	defer stopReports()
+	go c.progress.report(reportCtx, opts.ProgressInterval, opts.Progress)
 	return c.run(ctx)
 }
 
@@ -118,6 +141,7 @@ type capture struct {
 	bindings []*binding
 	byStream map[StreamID]*binding
 	stream   ReplicationStream
+	progress *progressTracker
 
 	// cursor is the stream position after the last processed commit.
 	cursor string
@@ -166,7 +190,7 @@ func (c *capture) reconcile(bindings []Binding, state State) error {
 		prev, ok := state.Streams[b.StateKey]
 		switch {
 		case ok && prev.Mode == ModeBackfill && !slices.Equal(prev.KeyColumns, b.KeyColumns):
-			return fmt.Errorf("the key of table %s changed from %v to %v during its backfill: bump the binding's backfill counter to backfill it again", b.Stream, prev.KeyColumns, b.KeyColumns)
+			return fmt.Errorf("the key of table %s changed from %v to %v during its backfill: %s", b.Stream, prev.KeyColumns, b.KeyColumns, c.opts.RebackfillTable)
 		case ok:
 			nb.state = *prev
 		case b.SkipBackfill:

@@ -15,6 +15,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 )
 
 // Database is what the engine needs of a source database.
@@ -146,8 +147,16 @@ type Change struct {
 
 // Commit ends a source transaction. Cursor is the position from which the
 // stream resumes after everything up to this commit.
+//
+// The other fields say how far behind the source the capture is (see
+// Progress), and may be left zero: Position is where the commit ends in
+// the source's change log, in bytes; SourceEnd how far the log extended
+// when the source last said; CommitTime when the transaction committed.
 type Commit struct {
-	Cursor string
+	Cursor     string
+	Position   uint64
+	SourceEnd  uint64
+	CommitTime time.Time
 }
 
 // Watermark reports that a WriteWatermark with this id has been replicated.
@@ -158,8 +167,12 @@ type Watermark struct {
 
 // Keepalive reports that the stream holds no unreported transaction below
 // Cursor: a checkpoint at Cursor is safe whenever no transaction is open.
+//
+// Position is Cursor in bytes of the source's change log (0: unknown), the
+// source's end as far as it knows, for Progress.
 type Keepalive struct {
-	Cursor string
+	Cursor   string
+	Position uint64
 }
 
 // Notice reports something about a stream that a user should know but that

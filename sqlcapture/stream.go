@@ -93,6 +93,7 @@ func (c *capture) handle(ctx context.Context, ev Event, fence string) (reached b
 		c.txnChanges = 0
 		c.cursor = e.Cursor
 		c.pendingCommit = true
+		c.progress.commit(e)
 		if c.fenceSeen {
 			c.fenceSeen = false
 			return true, nil
@@ -102,6 +103,7 @@ func (c *capture) handle(ctx context.Context, ev Event, fence string) (reached b
 		if !c.inTxn && e.Cursor != c.cursor {
 			c.cursor = e.Cursor
 			c.pendingCommit = true
+			c.progress.keepalive(e)
 		}
 	case *SchemaChange:
 		if b := c.byStream[e.Stream]; b != nil {

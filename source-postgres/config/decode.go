@@ -17,28 +17,55 @@ import (
 // ill-typed field with its full path ("advanced.chunk_size"), lists the known
 // fields, matches names exactly rather than case-insensitively, and rejects
 // duplicate keys. Values of fields tagged secret are never quoted in errors.
-func decodeStrict(raw []byte, dst any) error {
-	raw = bytes.TrimSpace(raw)
+// Syntax errors and each field's errors say where, by line and column, so
+// that a file can be fixed in an editor.
+func decodeStrict(src []byte, dst any) error {
+	raw := bytes.TrimSpace(src)
 	if len(raw) == 0 {
 		return errors.New("empty document, want a JSON object")
 	}
+	lead := len(src) - len(bytes.TrimLeft(src, " \t\r\n"))
 	if !json.Valid(raw) {
 		var v any
 		err := json.Unmarshal(raw, &v)
+		if syntaxErr, ok := errors.AsType[*json.SyntaxError](err); ok {
+			// Offset counts the bytes read, the offending one included.
+			return fmt.Errorf("not valid JSON at %s: %w", position(src, lead+max(int(syntaxErr.Offset)-1, 0)), err)
+		}
 		return fmt.Errorf("not valid JSON: %w", err)
 	}
-	return errors.Join(decodeObject(raw, reflect.ValueOf(dst).Elem(), "")...)
+	d := &decoder{src: src}
+	return errors.Join(d.object(raw, lead, reflect.ValueOf(dst).Elem(), "")...)
 }
 
-// decodeObject decodes the valid JSON value raw into the struct v, whose
-// fields are named prefix+name in errors.
-func decodeObject(raw json.RawMessage, v reflect.Value, prefix string) []error {
+// decoder decodes one document, src, and places errors in it.
+type decoder struct{ src []byte }
+
+// at appends to err where in the document the value at offset starts.
+func (d *decoder) at(err error, offset int) error {
+	return fmt.Errorf("%w (%s)", err, position(d.src, offset))
+}
+
+// position describes the byte offset of text as a line and column, both
+// from 1, the column counted in characters as editors count them.
+func position(text []byte, offset int) string {
+	offset = min(offset, len(text))
+	before := text[:offset]
+	line := 1 + bytes.Count(before, []byte{'\n'})
+	lineStart := bytes.LastIndexByte(before, '\n') + 1
+	return fmt.Sprintf("line %d, column %d", line, 1+utf8.RuneCount(before[lineStart:]))
+}
+
+// object decodes the valid JSON value raw, found at offset in the
+// document, into the struct v, whose fields are named prefix+name in
+// errors.
+func (d *decoder) object(raw json.RawMessage, offset int, v reflect.Value, prefix string) []error {
 	if raw[0] != '{' {
 		where := "the document"
 		if prefix != "" {
 			where = fmt.Sprintf("%q", strings.TrimSuffix(prefix, "."))
 		}
-		return []error{fmt.Errorf("%s must be a JSON object, got %s", where, describeJSON(raw, false))}
+		return []error{d.at(fmt.Errorf("%s must be a JSON object, got %s", where, describeJSON(raw, false)), offset)}
 	}
 
 	fields := jsonFields(v.Type())
@@ -53,40 +80,43 @@ func decodeObject(raw json.RawMessage, v reflect.Value, prefix string) []error {
 		key, _ := tok.(string)
 		var value json.RawMessage
 		_ = dec.Decode(&value)
+		// The decoder stops right after the value, which has no spaces
+		// around it.
+		at := offset + int(dec.InputOffset()) - len(value)
 
 		path := prefix + key
 		if seen[key] {
-			errs = append(errs, fmt.Errorf("%q is given more than once", path))
+			errs = append(errs, d.at(fmt.Errorf("%q is given more than once", path), at))
 			continue
 		}
 		seen[key] = true
 
 		field, ok := fields[key]
 		if !ok {
-			errs = append(errs, unknownFieldError(path, key, fields))
+			errs = append(errs, d.at(unknownFieldError(path, key, fields), at))
 			continue
 		}
-		errs = append(errs, decodeField(value, v.Field(field.index), path, field.secret)...)
+		errs = append(errs, d.field(value, at, v.Field(field.index), path, field.secret)...)
 	}
 	return errs
 }
 
-func decodeField(raw json.RawMessage, v reflect.Value, path string, secret bool) []error {
+func (d *decoder) field(raw json.RawMessage, offset int, v reflect.Value, path string, secret bool) []error {
 	if string(raw) == "null" {
 		v.SetZero()
 		return nil
 	}
 	switch {
 	case v.Kind() == reflect.Struct:
-		return decodeObject(raw, v, path+".")
+		return d.object(raw, offset, v, path+".")
 	case v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Struct:
 		if v.IsNil() {
 			v.Set(reflect.New(v.Type().Elem()))
 		}
-		return decodeObject(raw, v.Elem(), path+".")
+		return d.object(raw, offset, v.Elem(), path+".")
 	}
 	if err := json.Unmarshal(raw, v.Addr().Interface()); err != nil {
-		return []error{fmt.Errorf("%q must be %s, got %s", path, describeType(v.Type()), describeJSON(raw, secret))}
+		return []error{d.at(fmt.Errorf("%q must be %s, got %s", path, describeType(v.Type()), describeJSON(raw, secret)), offset)}
 	}
 	return nil
 }

@@ -28,10 +28,32 @@ func ExplainConnectError(err error, e *Endpoint) error {
 		return nil
 	}
 	if msg := explain(err, e); msg != "" {
+		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && isAuthFailure(pgErr) {
+			// The server's verdict is the whole story: the other attempts
+			// (sslmode prefer tries TLS first, which a server without it
+			// refuses) only hide it.
+			return &explainedError{msg: msg, shown: pgErr, err: err}
+		}
 		return fmt.Errorf("%s\ncaused by: %w", msg, err)
 	}
 	return err
 }
+
+// isAuthFailure reports whether the server refused to authenticate the user.
+func isAuthFailure(pgErr *pgconn.PgError) bool {
+	return pgErr.Code == "28P01" || pgErr.Code == "28000" // invalid_password, invalid_authorization_specification
+}
+
+// explainedError is an explanation followed by the one cause worth
+// showing, while it wraps the whole error for errors.Is and errors.As.
+type explainedError struct {
+	msg   string
+	shown error
+	err   error
+}
+
+func (e *explainedError) Error() string { return e.msg + "\ncaused by: " + e.shown.Error() }
+func (e *explainedError) Unwrap() error { return e.err }
 
 func explain(err error, e *Endpoint) string {
 	host, port := e.HostPort()

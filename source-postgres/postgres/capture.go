@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"pgcapture/source-postgres/config"
 	"pgcapture/source-postgres/discovery"
@@ -19,22 +20,38 @@ type Target struct {
 	StateKey string
 }
 
+// CaptureOptions say how a capture runs.
+type CaptureOptions struct {
+	// Mode is who runs the capture.
+	Mode Mode
+	// Reset lets a capture started without state drop an existing slot in
+	// ShellMode (RuntimeMode always may).
+	Reset bool
+	// Opened is called once the database is ready, before the engine runs.
+	Opened func() error
+	// Progress is told the capture's lag and backfill progress every
+	// ProgressInterval; nil logs it every Connector.ProgressInterval.
+	Progress         sqlcapture.ProgressObserver
+	ProgressInterval time.Duration
+}
+
 // Capture connects, readies the database (prerequisites, slot), calls
-// opened, and runs the engine over targets, resuming from state, until ctx
-// ends or something fails. Documents and checkpoints go to out; acks tells
-// the engine which checkpoints are durable.
-func (c *Connector) Capture(ctx context.Context, cfg *config.Endpoint, targets []Target, state sqlcapture.State, out sqlcapture.Output, acks *sqlcapture.Acknowledgements, opened func() error) error {
-	return c.capture(ctx, cfg, targets, state, nil, out, acks, opened)
+// opts.Opened, and runs the engine over targets, resuming from state, until
+// ctx ends or something fails. Documents and checkpoints go to out; acks
+// tells the engine which checkpoints are durable.
+func (c *Connector) Capture(ctx context.Context, cfg *config.Endpoint, targets []Target, state sqlcapture.State, out sqlcapture.Output, acks *sqlcapture.Acknowledgements, opts CaptureOptions) error {
+	return c.capture(ctx, cfg, targets, state, nil, out, acks, opts)
 }
 
 // capture is Capture, resuming from Estuary's checkpoint when est is set
 // (estuarystate.go).
-func (c *Connector) capture(ctx context.Context, cfg *config.Endpoint, targets []Target, state sqlcapture.State, est *estuaryState, out sqlcapture.Output, acks *sqlcapture.Acknowledgements, opened func() error) error {
+func (c *Connector) capture(ctx context.Context, cfg *config.Endpoint, targets []Target, state sqlcapture.State, est *estuaryState, out sqlcapture.Output, acks *sqlcapture.Acknowledgements, opts CaptureOptions) error {
 	db, err := Connect(ctx, cfg, c.Log)
 	if err != nil {
 		return err
 	}
 	defer db.Close(context.WithoutCancel(ctx))
+	db.mode = opts.Mode
 
 	var resources []json.RawMessage
 	for _, t := range targets {
@@ -45,7 +62,7 @@ func (c *Connector) capture(ctx context.Context, cfg *config.Endpoint, targets [
 		if err != nil {
 			return err
 		}
-		return c.capturePolling(ctx, db, targets, state, out, acks, opened)
+		return c.capturePolling(ctx, db, targets, state, out, acks, opts.Opened)
 	}
 	resolved, err := resolveBindings(ctx, db, resources)
 	if err != nil {
@@ -72,6 +89,9 @@ func (c *Connector) capture(ctx context.Context, cfg *config.Endpoint, targets [
 			physical[b.table] = true
 			binding.KeyColumns = nil
 		}
+		if prev, ok := state.Streams[binding.StateKey]; (ok && prev.Mode == sqlcapture.ModeBackfill) || (!ok && !binding.SkipBackfill) {
+			binding.EstimatedRows = db.estimateRows(ctx, b.table)
+		}
 		bindings = append(bindings, binding)
 	}
 	if est != nil {
@@ -80,16 +100,23 @@ func (c *Connector) capture(ctx context.Context, cfg *config.Endpoint, targets [
 			return err
 		}
 	}
-	if err := db.prepareCapture(ctx, tablesOf(resolved), physical, state.Cursor); err != nil {
+	if err := db.prepareCapture(ctx, tablesOf(resolved), physical, state.Cursor, opts.Reset); err != nil {
 		return err
 	}
-	if err := opened(); err != nil {
+	if err := opts.Opened(); err != nil {
 		return err
+	}
+	interval := c.ProgressInterval
+	if opts.Progress != nil {
+		interval = opts.ProgressInterval
 	}
 	err = sqlcapture.Run(ctx, db, bindings, state, out, acks, sqlcapture.Options{
-		ChunkSize:    cfg.Advanced.BackfillChunkSize,
-		RetryTimeout: cfg.RetryTimeout(),
-		Logger:       c.Log,
+		ChunkSize:        cfg.Advanced.BackfillChunkSize,
+		RetryTimeout:     cfg.RetryTimeout(),
+		Logger:           c.Log,
+		Progress:         opts.Progress,
+		ProgressInterval: interval,
+		RebackfillTable:  opts.Mode.rebackfillTable(),
 	})
 	if err != nil && !sqlcapture.IsCancellation(err) {
 		err = db.explainFailure(ctx, err)

@@ -41,6 +41,9 @@ type Database struct {
 	conn   *pgx.Conn
 	types  *pgtypes.Registry
 	tables map[sqlcapture.StreamID]*discovery.Table
+	// mode is who runs the capture, which the slot's checks and recovery
+	// advice depend on.
+	mode Mode
 
 	// Set by prepareCapture.
 	chunks map[sqlcapture.StreamID]*backfill.Table
@@ -201,11 +204,12 @@ func (db *Database) quotedWatermarks() string {
 // cursor: the prerequisites hold, the watermarks table exists and is
 // published, and the replication slot exists and matches the cursor.
 // Tables in physical are backfilled in ctid order rather than key order.
-func (db *Database) prepareCapture(ctx context.Context, tables []*discovery.Table, physical map[*discovery.Table]bool, cursor string) error {
+// reset lets a new capture drop an existing slot (see ensureSlot).
+func (db *Database) prepareCapture(ctx context.Context, tables []*discovery.Table, physical map[*discovery.Table]bool, cursor string, reset bool) error {
 	if err := db.ensurePrerequisites(ctx, tables); err != nil {
 		return err
 	}
-	if err := db.ensureSlot(ctx, cursor); err != nil {
+	if err := db.ensureSlot(ctx, cursor, reset); err != nil {
 		return err
 	}
 	db.xids = backfill.NewCommittedXIDs()

@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -29,6 +30,9 @@ type Connector struct {
 	Log logrus.FieldLogger
 	// DocsURL is the documentation URL of the spec response.
 	DocsURL string
+	// ProgressInterval is how often a capture logs its lag and backfill
+	// progress (0: every 30s).
+	ProgressInterval time.Duration
 }
 
 // Serve reads one request from r and answers it on w; for open, it runs the
@@ -227,7 +231,7 @@ func (c *Connector) Open(ctx context.Context, req *protocol.OpenRequest, r *prot
 		}()
 		return nil
 	}
-	err = c.capture(ctx, cfg, targets, state, est, &sessionOutput{w: w}, acks, opened)
+	err = c.capture(ctx, cfg, targets, state, est, &sessionOutput{w: w}, acks, CaptureOptions{Mode: RuntimeMode, Opened: opened})
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause
 	}

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,20 +9,25 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/sirupsen/logrus"
 )
 
-// slotRecovery is how a user recovers from a slot that can no longer replay
-// the changes the capture's checkpoint expects.
-const slotRecovery = "to recover, re-backfill every binding (bump their backfill counters, or reset the capture's state): the changes made while the slot was unusable cannot be replayed"
-
-func slotLostError(slot string) error {
-	return fmt.Errorf("replication slot %q was invalidated by PostgreSQL (wal_status 'lost', usually max_slot_wal_keep_size): %s, after dropping the slot", slot, slotRecovery)
+func (db *Database) slotLostError(slot string) error {
+	if db.mode == ShellMode {
+		return fmt.Errorf("replication slot %q was invalidated by PostgreSQL (wal_status 'lost', usually max_slot_wal_keep_size): %s", slot, db.mode.slotRecovery())
+	}
+	return fmt.Errorf("replication slot %q was invalidated by PostgreSQL (wal_status 'lost', usually max_slot_wal_keep_size): %s, after dropping the slot", slot, db.mode.slotRecovery())
 }
 
 // ensureSlot checks the replication slot against the capture's cursor. A
 // new capture (no cursor) gets a fresh slot; a resumed one needs its slot
 // intact and not ahead of the cursor, or changes would be silently lost.
-func (db *Database) ensureSlot(ctx context.Context, cursor string) error {
+//
+// A new capture that finds a slot already there drops it only when the
+// mode allows: a runtime's empty state means a new capture (with a
+// warning naming what is dropped), while the capture command's may be a
+// forgotten --state, so it stops unless reset asks to start over.
+func (db *Database) ensureSlot(ctx context.Context, cursor string, reset bool) error {
 	slot := db.cfg.Advanced.SlotName
 	var (
 		dbName, plugin, walStatus, confirmed string
@@ -42,14 +48,14 @@ func (db *Database) ensureSlot(ctx context.Context, cursor string) error {
 	case !missing && plugin != "pgoutput":
 		return fmt.Errorf("replication slot %q uses the %q plugin, not pgoutput: drop it or choose another advanced.slotName", slot, plugin)
 	case missing && cursor != "":
-		return fmt.Errorf("replication slot %q no longer exists, but the capture's checkpoint resumes from %s: %s", slot, cursor, slotRecovery)
-	case !missing && walStatus == "lost":
-		return slotLostError(slot)
+		return fmt.Errorf("replication slot %q no longer exists, but the capture's checkpoint resumes from %s: %s", slot, cursor, db.mode.slotRecovery())
+	case !missing && walStatus == "lost" && cursor != "":
+		return db.slotLostError(slot)
 	case cursor == "":
 		// A new capture starts its stream where its backfills start: now.
 		if !missing {
-			if _, err := db.conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot); err != nil {
-				return fmt.Errorf("dropping replication slot %q to start a new capture: %w", slot, err)
+			if err := db.dropStaleSlot(ctx, slot, confirmed, reset); err != nil {
+				return err
 			}
 		}
 		if _, err := db.conn.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", slot); err != nil {
@@ -67,7 +73,25 @@ func (db *Database) ensureSlot(ctx context.Context, cursor string) error {
 		return fmt.Errorf("replication slot %q has no confirmed position", slot)
 	}
 	if have > want {
-		return fmt.Errorf("replication slot %q has been advanced to %s, past the capture's checkpoint at %s, so the changes in between are gone: %s", slot, have, want, slotRecovery)
+		return fmt.Errorf("replication slot %q has been advanced to %s, past the capture's checkpoint at %s, so the changes in between are gone: %s", slot, have, want, db.mode.slotRecovery())
+	}
+	return nil
+}
+
+// dropStaleSlot drops the slot that a capture starting without state finds
+// (confirmed is its confirmed_flush_lsn), if the mode allows it.
+func (db *Database) dropStaleSlot(ctx context.Context, slot, confirmed string, reset bool) error {
+	switch {
+	case db.mode == ShellMode && !reset:
+		return fmt.Errorf("replication slot %q already exists (confirmed up to %s), but this capture starts without a state (no --state, or its file does not exist yet): the slot may hold the unread changes of a stopped capture, so it is left alone; resume that capture with --state FILE, or start over with --reset, which drops the slot and backfills every table again (the stopped capture can then never resume)",
+			slot, cmp.Or(confirmed, "nothing"))
+	case db.mode == ShellMode:
+		db.log.WithFields(logrus.Fields{"slot": slot, "confirmed_flush_lsn": confirmed}).Info("--reset: dropping the replication slot to start over")
+	default:
+		db.log.WithFields(logrus.Fields{"slot": slot, "confirmed_flush_lsn": confirmed}).Warn("dropping the replication slot left by an earlier capture: this capture starts without state (it is new, or its backfill counters were bumped), so the changes the slot holds are discarded and no earlier capture can resume from it")
+	}
+	if _, err := db.conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot); err != nil {
+		return fmt.Errorf("dropping replication slot %q to start a new capture: %w", slot, err)
 	}
 	return nil
 }
@@ -92,9 +116,9 @@ func (db *Database) explainFailure(ctx context.Context, err error) error {
 	}
 	switch {
 	case errors.Is(qerr, pgx.ErrNoRows):
-		return fmt.Errorf("replication slot %q was dropped while the capture was running: %s (%w)", slot, slotRecovery, err)
+		return fmt.Errorf("replication slot %q was dropped while the capture was running: %s (%w)", slot, db.mode.slotRecovery(), err)
 	case qerr == nil && walStatus == "lost":
-		return fmt.Errorf("%w (%w)", slotLostError(slot), err)
+		return fmt.Errorf("%w (%w)", db.slotLostError(slot), err)
 	}
 	return err
 }

@@ -67,7 +67,12 @@ func (s *Stream) commit(src []byte) error {
 	if s.opts.Committed != nil {
 		s.opts.Committed(s.txn.TxID)
 	}
-	s.send(&sqlcapture.Commit{Cursor: m.TransactionEndLSN.String()})
+	s.send(&sqlcapture.Commit{
+		Cursor:     m.TransactionEndLSN.String(),
+		Position:   s.prevEnd,
+		SourceEnd:  s.serverEnd,
+		CommitTime: m.CommitTime,
+	})
 	return nil
 }
 

@@ -102,6 +102,9 @@ type Stream struct {
 	prevEnd        uint64
 	idleAt         time.Time
 	idleLSN        uint64
+	// serverEnd is the server's WAL position as its last keepalive said,
+	// which commits carry to tell how far behind the capture is.
+	serverEnd uint64
 }
 
 var _ sqlcapture.ReplicationStream = (*Stream)(nil)
@@ -305,6 +308,7 @@ func (s *Stream) receiveLoop() error {
 						return err
 					}
 				}
+				s.serverEnd = max(s.serverEnd, uint64(pkm.ServerWALEnd))
 				s.idle(uint64(pkm.ServerWALEnd))
 			case pglogrepl.XLogDataByteID:
 				xld, err := pglogrepl.ParseXLogData(m.Data[1:])
@@ -367,7 +371,7 @@ func (s *Stream) idle(walEnd uint64) {
 		return
 	}
 	s.idleLSN, s.idleAt = walEnd, time.Now()
-	s.send(&sqlcapture.Keepalive{Cursor: pglogrepl.LSN(walEnd).String()})
+	s.send(&sqlcapture.Keepalive{Cursor: pglogrepl.LSN(walEnd).String(), Position: walEnd})
 }
 
 func quoteLiteral(s string) string {
