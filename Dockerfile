@@ -14,8 +14,11 @@ COPY . .
 # CGO_ENABLED=0 makes a static binary, which the base image below needs: it
 # has no C library. The cache mount keeps compiled packages between builds,
 # so a rebuild compiles only what changed.
+# VERSION is what `source-postgres --version` prints (the build has no .git
+# to take a revision from): docker build --build-arg VERSION=v1.2.3 .
+ARG VERSION=dev
 RUN --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/source-postgres ./source-postgres
+    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/source-postgres ./source-postgres
 
 FROM ${BASE_IMAGE}
 COPY --from=build /out/source-postgres /usr/local/bin/source-postgres

@@ -84,6 +84,9 @@ func podmanHint(output string) string {
 	return ""
 }
 
+// imageTestVersion is the VERSION build argument of the test's image.
+const imageTestVersion = "v0.0.0-image-test"
+
 // runArgs are the arguments of podman run for the image: interactive (the
 // protocol is on stdin and stdout), removed at exit, labelled for cleanup.
 func (pm *podman) runArgs(image string, options ...string) []string {
@@ -118,6 +121,7 @@ func (pm *podman) build(t *testing.T, goImage, baseImage string) string {
 		// is what makes a rebuild fast.
 		"--layers=false", "--pull=never", "--network=none",
 		"--build-arg", "GO_IMAGE="+goImage, "--build-arg", "BASE_IMAGE="+baseImage,
+		"--build-arg", "VERSION="+imageTestVersion,
 		"--volume", proxy+":/goproxy:ro",
 		"--tag", ref, root)
 	t.Cleanup(func() { pm.command(context.Background(), "rmi", "--force", ref).Run() }) //nolint:errcheck // best-effort cleanup of a throwaway image
@@ -251,6 +255,13 @@ func TestImage(t *testing.T) {
 			"--env", "FLOW_RUNTIME_CODEC", "--env", "LOG_FORMAT", "--env", "LOG_LEVEL"),
 		Env: []string{"LOG_FORMAT=json", "LOG_LEVEL=info"},
 	}
+
+	t.Run("version", func(t *testing.T) {
+		out := pm.output(t, time.Minute, append(pm.runArgs(image), "--version")...)
+		if got := strings.TrimSpace(string(out)); !strings.Contains(got, imageTestVersion) {
+			t.Errorf("--version in the image printed %q, want the VERSION build argument %q", got, imageTestVersion)
+		}
+	})
 
 	t.Run("bad input", func(t *testing.T) {
 		_, stderr, err := connector.Call(t, map[string]any{"discover": map[string]any{
