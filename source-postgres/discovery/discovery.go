@@ -12,10 +12,13 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"pgcapture/source-postgres/pgtypes"
+	"pgcapture/source-postgres/pgversion"
 )
 
 // Options tune ListTables.
 type Options struct {
+	// Server is the server's version; zero: ListTables reads it.
+	Server pgversion.Server
 	// Publication is the capture's publication. When it exists and
 	// publishes partitions as themselves (publish_via_partition_root =
 	// false), the leaf partitions of a partitioned table are listed instead
@@ -32,6 +35,12 @@ type Options struct {
 // materialized views and foreign tables are not listed, nor is the
 // watermarks table.
 func ListTables(ctx context.Context, conn *pgx.Conn, reg *pgtypes.Registry, opts Options) ([]*Table, error) {
+	if opts.Server.Num == 0 {
+		var err error
+		if opts.Server, err = pgversion.Read(ctx, conn); err != nil {
+			return nil, err
+		}
+	}
 	leaves, err := listsLeafPartitions(ctx, conn, opts.Publication)
 	if err != nil {
 		return nil, err
@@ -49,7 +58,7 @@ func ListTables(ctx context.Context, conn *pgx.Conn, reg *pgtypes.Registry, opts
 		byOID[t.OID] = t
 		oids[i] = t.OID
 	}
-	if err := addColumns(ctx, conn, reg, byOID, oids); err != nil {
+	if err := addColumns(ctx, conn, reg, opts.Server, byOID, oids); err != nil {
 		return nil, err
 	}
 	if err := addKeys(ctx, conn, byOID, oids); err != nil {
@@ -64,11 +73,8 @@ func listsLeafPartitions(ctx context.Context, conn *pgx.Conn, publication string
 	if publication == "" {
 		return false, nil
 	}
-	// pubviaroot appeared in PostgreSQL 13; before, partitions were always
-	// published as themselves. to_jsonb reads the column where it exists.
 	var viaRoot bool
-	err := conn.QueryRow(ctx, `SELECT coalesce((to_jsonb(p) ->> 'pubviaroot')::boolean, false)
-		FROM pg_catalog.pg_publication p WHERE p.pubname = $1`, publication).Scan(&viaRoot)
+	err := conn.QueryRow(ctx, `SELECT p.pubviaroot FROM pg_catalog.pg_publication p WHERE p.pubname = $1`, publication).Scan(&viaRoot)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return false, nil
@@ -194,8 +200,8 @@ LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
 WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum`
 
-func addColumns(ctx context.Context, conn *pgx.Conn, reg *pgtypes.Registry, tables map[uint32]*Table, oids []uint32) error {
-	bytewiseDefault, err := defaultCollationIsBytewise(ctx, conn)
+func addColumns(ctx context.Context, conn *pgx.Conn, reg *pgtypes.Registry, server pgversion.Server, tables map[uint32]*Table, oids []uint32) error {
+	bytewiseDefault, err := defaultCollationIsBytewise(ctx, conn, server)
 	if err != nil {
 		return err
 	}
@@ -228,10 +234,13 @@ func addColumns(ctx context.Context, conn *pgx.Conn, reg *pgtypes.Registry, tabl
 // collation orders text by bytes: a libc "C" or "POSIX" locale. An ICU
 // default (PostgreSQL 15's datlocprovider 'i') never does, whatever
 // datcollate says.
-func defaultCollationIsBytewise(ctx context.Context, conn *pgx.Conn) (bool, error) {
+func defaultCollationIsBytewise(ctx context.Context, conn *pgx.Conn, server pgversion.Server) (bool, error) {
+	provider := "'c'"
+	if server.Has(pgversion.DatabaseLocaleProvider) {
+		provider = "d.datlocprovider"
+	}
 	var bytewise bool
-	err := conn.QueryRow(ctx, `SELECT d.datcollate IN ('C', 'POSIX')
-		AND coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') = 'c'
+	err := conn.QueryRow(ctx, `SELECT d.datcollate IN ('C', 'POSIX') AND `+provider+` = 'c'
 		FROM pg_catalog.pg_database d WHERE d.datname = current_database()`).Scan(&bytewise)
 	if err != nil {
 		return false, fmt.Errorf("reading the database's collation: %w", err)

@@ -12,6 +12,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pglogrepl"
@@ -23,6 +24,7 @@ import (
 	"pgcapture/source-postgres/config"
 	"pgcapture/source-postgres/discovery"
 	"pgcapture/source-postgres/pgtypes"
+	"pgcapture/source-postgres/pgversion"
 	"pgcapture/source-postgres/replication"
 	"pgcapture/sqlcapture"
 	"pgcapture/sshtunnel"
@@ -34,6 +36,7 @@ type Database struct {
 	log    logrus.FieldLogger
 	tunnel *sshtunnel.Tunnel
 	conn   *pgx.Conn
+	server pgversion.Server
 	types  *pgtypes.Registry
 	tables map[sqlcapture.StreamID]*discovery.Table
 
@@ -82,6 +85,14 @@ func Connect(ctx context.Context, cfg *config.Endpoint, log logrus.FieldLogger) 
 		db.Close(ctx)
 		return nil, config.ExplainConnectError(err, cfg)
 	}
+	if db.server, err = pgversion.Read(ctx, db.conn); err != nil {
+		db.Close(ctx)
+		return nil, err
+	}
+	if why := db.server.Unsupported(); why != "" {
+		db.Close(ctx)
+		return nil, errors.New(why)
+	}
 	if db.types, err = pgtypes.LoadRegistry(ctx, db.conn); err != nil {
 		db.Close(ctx)
 		return nil, fmt.Errorf("loading the database's types: %w", err)
@@ -111,6 +122,7 @@ func (db *Database) Close(ctx context.Context) {
 func (db *Database) discoveryOptions() discovery.Options {
 	wmSchema, wmTable := db.cfg.Watermarks()
 	return discovery.Options{
+		Server:           db.server,
 		Publication:      db.cfg.Advanced.PublicationName,
 		WatermarksSchema: wmSchema,
 		WatermarksTable:  wmTable,

@@ -366,25 +366,3 @@ func TestPrerequisitesSlotOfAnotherPlugin(t *testing.T) {
 		t.Errorf("got %v, want the slot's plugin named with how to drop the slot", err)
 	}
 }
-
-// Old servers cannot be tested against here; the rule is checked on its own.
-func TestPrerequisitesServerVersion(t *testing.T) {
-	cfg, err := config.Parse([]byte(`{"address": "db:5432", "user": "capture"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := &Database{cfg: cfg}
-	for _, tc := range []struct {
-		num     int
-		version string
-		ok      bool
-	}{{120015, "12.15", false}, {130000, "13.0", true}, {170002, "17.2 (Debian 17.2-1)", true}} {
-		problems := db.serverProblems(serverFacts{versionNum: tc.num, version: tc.version, walLevel: "logical", replication: true})
-		if tc.ok != (len(problems) == 0) {
-			t.Errorf("PostgreSQL %s: problems %v", tc.version, problems)
-		}
-		if !tc.ok && (len(problems) != 1 || !strings.Contains(problems[0].what, tc.version) || !strings.Contains(problems[0].fix, "13 or later")) {
-			t.Errorf("PostgreSQL %s: want one problem naming the version and the minimum, got %v", tc.version, problems)
-		}
-	}
-}
