@@ -63,6 +63,10 @@ const (
 	// SlotTwoPhase: pg_replication_slots.two_phase, whether the slot
 	// decodes prepared transactions at PREPARE (14).
 	SlotTwoPhase Feature = iota
+	// Multiranges: the multirange types, int4multirange and the rest (14).
+	Multiranges
+	// NumericInfinity: numeric's 'Infinity' and '-Infinity' (14).
+	NumericInfinity
 	// PublicationRowFilters: pg_publication_rel.prqual, a publication's
 	// WHERE clause per table (15).
 	PublicationRowFilters
@@ -73,8 +77,11 @@ const (
 	// (15).
 	PublicationSchemas
 	// DatabaseLocaleProvider: pg_database.datlocprovider, which says
-	// whether the default collation is libc's or ICU's (15).
+	// whether the default collation is libc's or ICU's, and CREATE
+	// DATABASE's LOCALE_PROVIDER (15).
 	DatabaseLocaleProvider
+	// NumericNegativeScale: numeric(p, s) with s < 0 or s > p (15).
+	NumericNegativeScale
 	// PublicationTablesViewLocks: pg_publication_tables opens (and so waits
 	// for a lock on) every table it lists (16). The connector reads the
 	// catalogs underneath instead.
@@ -103,9 +110,9 @@ const (
 // Since returns the server_version_num of the first release with f.
 func (f Feature) Since() int {
 	switch f {
-	case SlotTwoPhase:
+	case SlotTwoPhase, Multiranges, NumericInfinity:
 		return 140000
-	case PublicationRowFilters, PublicationColumnLists, PublicationSchemas, DatabaseLocaleProvider:
+	case PublicationRowFilters, PublicationColumnLists, PublicationSchemas, DatabaseLocaleProvider, NumericNegativeScale:
 		return 150000
 	case PublicationTablesViewLocks, SlotConflicting, LogicalDecodingOnStandby:
 		return 160000

@@ -32,10 +32,13 @@ func TestHas(t *testing.T) {
 		major int // the first major with f
 	}{
 		{SlotTwoPhase, 14},
+		{Multiranges, 14},
+		{NumericInfinity, 14},
 		{PublicationRowFilters, 15},
 		{PublicationColumnLists, 15},
 		{PublicationSchemas, 15},
 		{DatabaseLocaleProvider, 15},
+		{NumericNegativeScale, 15},
 		{PublicationTablesViewLocks, 16},
 		{SlotConflicting, 16},
 		{LogicalDecodingOnStandby, 16},

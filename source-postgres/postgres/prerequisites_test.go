@@ -28,6 +28,9 @@ func newPrereqFixture(t *testing.T) *prereqFixture {
 	f := newFixture(t)
 	p := &prereqFixture{fixture: f, role: f.slot + "_user"}
 	f.exec(t, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD 'secret'", p.role))
+	// Before 15, every role may create tables in schema public; the tests
+	// start from 15's default, where only its owner may.
+	f.exec(t, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
 	t.Cleanup(func() {
 		f.pg.Exec(t, f.db, "DROP OWNED BY "+p.role)
 		f.pg.Exec(t, "postgres", "DROP ROLE "+p.role)
