@@ -86,8 +86,9 @@ const (
 	// for a lock on) every table it lists (16). The connector reads the
 	// catalogs underneath instead.
 	PublicationTablesViewLocks
-	// SlotConflicting: pg_replication_slots.conflicting, a slot on a
-	// standby invalidated by a recovery conflict (16).
+	// SlotConflicting: pg_replication_slots.conflicting (16): in 16 true
+	// for every invalidated logical slot, from 17 on only for one
+	// invalidated by a recovery conflict on a standby.
 	SlotConflicting
 	// LogicalDecodingOnStandby: logical slots on a physical standby (16).
 	LogicalDecodingOnStandby

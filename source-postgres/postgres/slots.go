@@ -14,8 +14,13 @@ import (
 // the changes the capture's checkpoint expects.
 const slotRecovery = "to recover, re-backfill every binding (bump their backfill counters, or reset the capture's state): the changes made while the slot was unusable cannot be replayed"
 
-func slotLostError(slot string) error {
-	return fmt.Errorf("replication slot %q was invalidated by PostgreSQL (wal_status 'lost', usually max_slot_wal_keep_size): %s, after dropping the slot", slot, slotRecovery)
+// slotLostError reports the invalidated slot, and why when known (see
+// slotstatus.go: what the server says depends on its major).
+func slotLostError(slot, why string) error {
+	if why == "" {
+		why = "wal_status 'lost', usually max_slot_wal_keep_size"
+	}
+	return fmt.Errorf("replication slot %q was invalidated by PostgreSQL (%s): %s, after dropping the slot", slot, why, slotRecovery)
 }
 
 // ensureSlot checks the replication slot against the capture's cursor. A
@@ -44,7 +49,7 @@ func (db *Database) ensureSlot(ctx context.Context, cursor string) error {
 	case missing && cursor != "":
 		return fmt.Errorf("replication slot %q no longer exists, but the capture's checkpoint resumes from %s: %s", slot, cursor, slotRecovery)
 	case !missing && walStatus == "lost":
-		return slotLostError(slot)
+		return slotLostError(slot, db.slotInvalidation(ctx))
 	case cursor == "":
 		// A new capture starts its stream where its backfills start: now.
 		if !missing {
@@ -91,7 +96,7 @@ func (db *Database) explainFailure(ctx context.Context, err error) error {
 	case errors.Is(qerr, pgx.ErrNoRows):
 		return fmt.Errorf("replication slot %q was dropped while the capture was running: %s (%w)", slot, slotRecovery, err)
 	case qerr == nil && walStatus == "lost":
-		return fmt.Errorf("%w (%w)", slotLostError(slot), err)
+		return fmt.Errorf("%w (%w)", slotLostError(slot, db.slotInvalidation(ctx)), err)
 	}
 	return err
 }
