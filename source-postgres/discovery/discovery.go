@@ -61,6 +61,9 @@ func ListTables(ctx context.Context, conn *pgx.Conn, reg *pgtypes.Registry, opts
 	if err := addColumns(ctx, conn, reg, opts.Server, byOID, oids); err != nil {
 		return nil, err
 	}
+	if err := applyPublication(ctx, conn, opts, byOID, oids); err != nil {
+		return nil, err
+	}
 	if err := addKeys(ctx, conn, byOID, oids); err != nil {
 		return nil, err
 	}
@@ -169,6 +172,38 @@ func (o Options) notListed(rel *relation, leaves bool) string {
 			"publication %s (publish_via_partition_root = true) replicates their changes; capture %s instead", rel.root, pub, rel.root)
 	}
 	return ""
+}
+
+// applyPublication marks the columns the capture's publication does not
+// publish and takes each table's row filter, so that backfills read what
+// the replication stream carries. Without the publication (discovery
+// before the capture creates it), generated columns alone are unpublished,
+// as in the publication the capture creates.
+func applyPublication(ctx context.Context, conn *pgx.Conn, opts Options, tables map[uint32]*Table, oids []uint32) error {
+	pub := &Publication{}
+	if opts.Publication != "" {
+		var err error
+		if pub, err = ReadPublication(ctx, conn, opts.Server, opts.Publication, oids); err != nil {
+			return err
+		}
+	}
+	for oid, t := range tables {
+		pt := pub.Tables[oid]
+		if pt != nil {
+			t.RowFilter = pt.RowFilter
+		}
+		for _, c := range t.Columns {
+			listed := pt != nil && pt.Columns != nil
+			inList := listed && slices.Contains(pt.Columns, int16(c.Position))
+			switch {
+			case listed:
+				c.Unpublished = !inList
+			default:
+				c.Unpublished = c.Generated && !pub.GeneratedColumns
+			}
+		}
+	}
+	return nil
 }
 
 // reservedName returns why no relation of this name is listed, whatever it
