@@ -76,3 +76,43 @@ func TestPublicationRowFilterAndColumnList(t *testing.T) {
 	}
 	reduceAgainstTable(t, f, docs, []string{"/id"}, query)
 }
+
+// TestPublishedGeneratedColumns checks that when the publication publishes
+// generated columns (publish_generated_columns = stored, PostgreSQL 18),
+// the backfill, the stream and the schema carry them, and agree.
+func TestPublishedGeneratedColumns(t *testing.T) {
+	f := newFixture(t)
+	if s := f.server(t); !s.Has(pgversion.PublicationGeneratedColumns) {
+		t.Skipf("PostgreSQL %s does not publish generated columns (publish_generated_columns is new in 18)", s.Version)
+	}
+	f.exec(t, `CREATE TABLE public.orders (id int PRIMARY KEY, price int NOT NULL, qty int NOT NULL,
+		total int GENERATED ALWAYS AS (price * qty) STORED)`)
+	f.exec(t, `ALTER TABLE public.orders REPLICA IDENTITY FULL`)
+	f.exec(t, `INSERT INTO public.orders (id, price, qty) VALUES (1, 3, 4)`)
+	f.exec(t, `DROP PUBLICATION flow_publication`)
+	f.exec(t, `CREATE PUBLICATION flow_publication FOR ALL TABLES WITH (publish_via_partition_root = true, publish_generated_columns = stored)`)
+
+	got := f.discover(t)
+	var schema struct {
+		Defs map[string]struct {
+			Properties map[string]json.RawMessage `json:"properties"`
+		} `json:"$defs"`
+	}
+	if err := json.Unmarshal(got["public/orders"].DocumentSchema, &schema); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := schema.Defs["PublicOrders"].Properties["total"]; !ok {
+		t.Errorf("the discovered schema lacks the published generated column total")
+	}
+	s := openActive(t, f, []testsupport.Binding{bindingFor(t, got, "public/orders")}, 30*time.Second)
+	f.exec(t, `INSERT INTO public.orders (id, price, qty) VALUES (2, 5, 6)`)
+	f.exec(t, `UPDATE public.orders SET qty = qty + 1`)
+	s.WaitFor(t, 30*time.Second, "the insert and updates", func(s *testsupport.Session) bool { return len(docsOf(s, 0)) >= 4 })
+	for _, raw := range docsOf(s, 0) {
+		if _, ok := rawFields(t, raw)["total"]; !ok {
+			t.Errorf("a document lacks the generated column total: %.300s", raw)
+		}
+	}
+	reduceAgainstTable(t, f, docsOf(s, 0), []string{"/id"},
+		`SELECT json_build_array(id)::text, json_build_object('id', id, 'price', price, 'qty', qty, 'total', total)::text FROM public.orders`)
+}
