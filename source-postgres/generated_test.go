@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"pgcapture/source-postgres/pgversion"
 	"pgcapture/testsupport"
 )
 
@@ -30,7 +31,13 @@ func TestGeneratedAndDroppedColumns(t *testing.T) {
 	f.exec(t, `ALTER TABLE public.orders DROP COLUMN gone_before`)
 	f.exec(t, `ALTER TABLE public.orders ADD COLUMN note text`)
 	f.exec(t, `ALTER TABLE public.orders DROP COLUMN gone_after`)
-	f.exec(t, `ALTER TABLE public.orders REPLICA IDENTITY FULL`)
+	// From 18 on, a FULL replica identity holding generated columns that
+	// the publication does not publish makes the server refuse UPDATE and
+	// DELETE; there the primary key stays the identity.
+	full := !f.server(t).Has(pgversion.PublicationGeneratedColumns)
+	if full {
+		f.exec(t, `ALTER TABLE public.orders REPLICA IDENTITY FULL`)
+	}
 	f.exec(t, `INSERT INTO public.orders (id, price, qty, note) VALUES (1, 2.50, 4, 'backfilled')`)
 	want := []string{"_meta", "id", "note", "price", "qty"}
 
@@ -54,10 +61,13 @@ func TestGeneratedAndDroppedColumns(t *testing.T) {
 	s.WaitFor(t, 30*time.Second, "the insert, updates and delete", func(s *testsupport.Session) bool { return len(docsOf(s, 0)) >= 5 })
 	docs := docsOf(s, 0)
 	for _, raw := range docs {
+		if !full && parseDoc(t, raw).Meta.Op == "d" {
+			continue // only the key identifies a deleted row
+		}
 		if fields := slices.Sorted(maps.Keys(rawFields(t, raw))); !slices.Equal(fields, want) {
 			t.Errorf("a document has the members %q, want %q: %.300s", fields, want, raw)
 		}
-		if before := parseDoc(t, raw).Meta.Before; before != nil {
+		if before := parseDoc(t, raw).Meta.Before; before != nil && full {
 			if fields := slices.Sorted(maps.Keys(before)); !slices.Equal(fields, want[1:]) {
 				t.Errorf("_meta.before has the members %q, want %q", fields, want[1:])
 			}

@@ -487,6 +487,10 @@ func (p *Postgres) initdb() error {
 			"--pgdata", p.DataDir(),
 			"--username", superuser,
 			"--pwfile", pwfile,
+			// On 13, whose password_encryption defaults to md5, this makes
+			// initdb store the password as SCRAM, which pg_hba.conf asks for.
+			"--auth-host", "scram-sha-256",
+			"--auth-local", "trust",
 			"--encoding", "UTF8",
 			"--locale", locale,
 			"--no-sync",

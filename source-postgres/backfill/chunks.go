@@ -55,15 +55,21 @@ func NewTable(t *discovery.Table, physical bool, tag string) (*Table, error) {
 	var selects []string
 	for _, c := range t.Columns {
 		if !c.InDocuments() {
-			// Documents leave out generated columns, which the replication
-			// stream does not carry, and a column named _meta: both paths
-			// emit the same fields.
+			// Documents leave out the columns the publication does not
+			// publish, and a column named _meta: both paths emit the same
+			// fields.
 			continue
 		}
 		bt.columns = append(bt.columns, column{name: document.FieldName(c.Name), typ: c.JSONType(), info: c})
 		selects = append(selects, pgx.Identifier{c.Name}.Sanitize())
 	}
 	head := "SELECT " + strings.Join(selects, ", ") + " FROM " + t.QuotedName()
+	// The publication's row filter: the backfill reads the rows that the
+	// replication stream carries, no others.
+	where := " WHERE "
+	if t.RowFilter != "" {
+		where = " WHERE (" + t.RowFilter + ") AND "
+	}
 	if physical {
 		// The largest leaf bounds the scan: a partitioned table's block
 		// ranges apply to each of its partitions. (pg_partition_tree lists
@@ -72,7 +78,7 @@ func NewTable(t *discovery.Table, physical bool, tag string) (*Table, error) {
 			coalesce(sum(c.reltuples) FILTER (WHERE c.reltuples > 0), 0)::float8, coalesce(sum(c.relpages), 0)::float8
 			FROM (SELECT relid FROM pg_partition_tree($1::regclass) WHERE isleaf UNION SELECT $1::regclass) p
 			JOIN pg_class c ON c.oid = p.relid`
-		bt.ranged = head + " WHERE ctid >= $1::tid AND ctid < $2::tid"
+		bt.ranged = head + where + "ctid >= $1::tid AND ctid < $2::tid"
 		return bt, nil
 	}
 	var order, params []string
@@ -93,7 +99,10 @@ func NewTable(t *discovery.Table, physical bool, tag string) (*Table, error) {
 	}
 	tail := " ORDER BY " + strings.Join(order, ", ") + " LIMIT "
 	bt.first = head + tail
-	bt.next = head + " WHERE (" + strings.Join(order, ", ") + ") > (" + strings.Join(params, ", ") + ")" + tail
+	if t.RowFilter != "" {
+		bt.first = head + " WHERE (" + t.RowFilter + ")" + tail
+	}
+	bt.next = head + where + "(" + strings.Join(order, ", ") + ") > (" + strings.Join(params, ", ") + ")" + tail
 	return bt, nil
 }
 

@@ -131,7 +131,8 @@ func explainServerError(pgErr *pgconn.PgError, e *Endpoint, address, mode string
 	case "28000": // invalid_authorization_specification
 		msg := pgErr.Message
 		switch {
-		case strings.Contains(msg, "pg_hba.conf") && strings.Contains(msg, "no encryption"):
+		// "no encryption" from 14 on, "SSL off" in 13.
+		case strings.Contains(msg, "pg_hba.conf") && (strings.Contains(msg, "no encryption") || strings.Contains(msg, "SSL off")):
 			return fmt.Sprintf(`the server at %s accepts user %q for database %q only over TLS, but "advanced.sslmode" is %q: set it to "require" or "verify-full", or ask the database administrator for a pg_hba.conf entry`, address, e.User, e.Database, mode)
 		case strings.Contains(msg, "no pg_hba.conf entry"):
 			return fmt.Sprintf(`the server at %s has no pg_hba.conf entry that lets user %q connect to database %q from the connector's address: ask the database administrator to add one for the connector's IP address`, address, e.User, e.Database)

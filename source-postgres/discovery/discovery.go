@@ -12,10 +12,13 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"pgcapture/source-postgres/pgtypes"
+	"pgcapture/source-postgres/pgversion"
 )
 
 // Options tune ListTables.
 type Options struct {
+	// Server is the server's version; zero: ListTables reads it.
+	Server pgversion.Server
 	// Publication is the capture's publication. When it exists and
 	// publishes partitions as themselves (publish_via_partition_root =
 	// false), the leaf partitions of a partitioned table are listed instead
@@ -32,6 +35,12 @@ type Options struct {
 // materialized views and foreign tables are not listed, nor is the
 // watermarks table.
 func ListTables(ctx context.Context, conn *pgx.Conn, reg *pgtypes.Registry, opts Options) ([]*Table, error) {
+	if opts.Server.Num == 0 {
+		var err error
+		if opts.Server, err = pgversion.Read(ctx, conn); err != nil {
+			return nil, err
+		}
+	}
 	leaves, err := listsLeafPartitions(ctx, conn, opts.Publication)
 	if err != nil {
 		return nil, err
@@ -49,7 +58,10 @@ func ListTables(ctx context.Context, conn *pgx.Conn, reg *pgtypes.Registry, opts
 		byOID[t.OID] = t
 		oids[i] = t.OID
 	}
-	if err := addColumns(ctx, conn, reg, byOID, oids); err != nil {
+	if err := addColumns(ctx, conn, reg, opts.Server, byOID, oids); err != nil {
+		return nil, err
+	}
+	if err := applyPublication(ctx, conn, opts, byOID, oids); err != nil {
 		return nil, err
 	}
 	if err := addKeys(ctx, conn, byOID, oids); err != nil {
@@ -64,11 +76,8 @@ func listsLeafPartitions(ctx context.Context, conn *pgx.Conn, publication string
 	if publication == "" {
 		return false, nil
 	}
-	// pubviaroot appeared in PostgreSQL 13; before, partitions were always
-	// published as themselves. to_jsonb reads the column where it exists.
 	var viaRoot bool
-	err := conn.QueryRow(ctx, `SELECT coalesce((to_jsonb(p) ->> 'pubviaroot')::boolean, false)
-		FROM pg_catalog.pg_publication p WHERE p.pubname = $1`, publication).Scan(&viaRoot)
+	err := conn.QueryRow(ctx, `SELECT p.pubviaroot FROM pg_catalog.pg_publication p WHERE p.pubname = $1`, publication).Scan(&viaRoot)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return false, nil
@@ -165,6 +174,38 @@ func (o Options) notListed(rel *relation, leaves bool) string {
 	return ""
 }
 
+// applyPublication marks the columns the capture's publication does not
+// publish and takes each table's row filter, so that backfills read what
+// the replication stream carries. Without the publication (discovery
+// before the capture creates it), generated columns alone are unpublished,
+// as in the publication the capture creates.
+func applyPublication(ctx context.Context, conn *pgx.Conn, opts Options, tables map[uint32]*Table, oids []uint32) error {
+	pub := &Publication{}
+	if opts.Publication != "" {
+		var err error
+		if pub, err = ReadPublication(ctx, conn, opts.Server, opts.Publication, oids); err != nil {
+			return err
+		}
+	}
+	for oid, t := range tables {
+		pt := pub.Tables[oid]
+		if pt != nil {
+			t.RowFilter = pt.RowFilter
+		}
+		for _, c := range t.Columns {
+			listed := pt != nil && pt.Columns != nil
+			inList := listed && slices.Contains(pt.Columns, int16(c.Position))
+			switch {
+			case listed:
+				c.Unpublished = !inList
+			default:
+				c.Unpublished = c.Generated && !pub.GeneratedColumns
+			}
+		}
+	}
+	return nil
+}
+
 // reservedName returns why no relation of this name is listed, whatever it
 // is, or "".
 func (o Options) reservedName(schema, name string) string {
@@ -194,8 +235,8 @@ LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
 WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum`
 
-func addColumns(ctx context.Context, conn *pgx.Conn, reg *pgtypes.Registry, tables map[uint32]*Table, oids []uint32) error {
-	bytewiseDefault, err := defaultCollationIsBytewise(ctx, conn)
+func addColumns(ctx context.Context, conn *pgx.Conn, reg *pgtypes.Registry, server pgversion.Server, tables map[uint32]*Table, oids []uint32) error {
+	bytewiseDefault, err := defaultCollationIsBytewise(ctx, conn, server)
 	if err != nil {
 		return err
 	}
@@ -228,10 +269,13 @@ func addColumns(ctx context.Context, conn *pgx.Conn, reg *pgtypes.Registry, tabl
 // collation orders text by bytes: a libc "C" or "POSIX" locale. An ICU
 // default (PostgreSQL 15's datlocprovider 'i') never does, whatever
 // datcollate says.
-func defaultCollationIsBytewise(ctx context.Context, conn *pgx.Conn) (bool, error) {
+func defaultCollationIsBytewise(ctx context.Context, conn *pgx.Conn, server pgversion.Server) (bool, error) {
+	provider := "'c'"
+	if server.Has(pgversion.DatabaseLocaleProvider) {
+		provider = "d.datlocprovider"
+	}
 	var bytewise bool
-	err := conn.QueryRow(ctx, `SELECT d.datcollate IN ('C', 'POSIX')
-		AND coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') = 'c'
+	err := conn.QueryRow(ctx, `SELECT d.datcollate IN ('C', 'POSIX') AND `+provider+` = 'c'
 		FROM pg_catalog.pg_database d WHERE d.datname = current_database()`).Scan(&bytewise)
 	if err != nil {
 		return false, fmt.Errorf("reading the database's collation: %w", err)

@@ -33,6 +33,10 @@ type Table struct {
 	// Polled marks the result of a polled table or query (query.go): its
 	// documents' _meta names the poll that read them.
 	Polled bool
+	// RowFilter is the capture's publication's WHERE clause for the table
+	// (PostgreSQL 15+), or "": the backfill reads only the rows the
+	// publication streams.
+	RowFilter string
 }
 
 // Column is a column of a table.
@@ -45,9 +49,15 @@ type Column struct {
 	// included: "character varying(20)", "public.geometry(Point,4326)".
 	TypeName string
 	NotNull  bool
-	// Generated marks a stored generated column. pgoutput (PostgreSQL 15)
-	// does not replicate such columns, so documents leave them out.
+	// Generated marks a stored generated column.
 	Generated bool
+	// Unpublished marks a column the capture's publication does not
+	// publish: one left out of its column list (PostgreSQL 15+), or a
+	// generated column, unless the publication publishes those
+	// (publish_generated_columns, PostgreSQL 18) or lists it by name (18).
+	// Documents leave it out, or a backfilled value could never be kept
+	// current.
+	Unpublished bool
 	// Collation is the column's collation name, "" for a type without one.
 	Collation string
 	// Comment is the column's COMMENT, if any.
@@ -66,12 +76,11 @@ type Column struct {
 const MetaField = document.MetaField
 
 // InDocuments reports whether documents carry the column. They leave out
-// generated columns, which pgoutput does not replicate (before PostgreSQL
-// 18), so a backfilled value could never be kept current; and a column
+// the columns the publication does not publish (Unpublished), and a column
 // named _meta, whose value would collide with the document's metadata.
 // Both paths, backfill and replication, must leave out the same columns.
 func (c *Column) InDocuments() bool {
-	return !c.Generated && c.Name != MetaField
+	return !c.Unpublished && c.Name != MetaField
 }
 
 // JSONType returns the type whose AppendJSON and Schema give the column's

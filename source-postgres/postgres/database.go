@@ -28,6 +28,7 @@ import (
 	"pgcapture/source-postgres/discovery"
 	"pgcapture/source-postgres/faults"
 	"pgcapture/source-postgres/pgtypes"
+	"pgcapture/source-postgres/pgversion"
 	"pgcapture/source-postgres/replication"
 	"pgcapture/sqlcapture"
 	"pgcapture/sshtunnel"
@@ -39,6 +40,7 @@ type Database struct {
 	log    logrus.FieldLogger
 	tunnel *sshtunnel.Tunnel
 	conn   *pgx.Conn
+	server pgversion.Server
 	types  *pgtypes.Registry
 	tables map[sqlcapture.StreamID]*discovery.Table
 	// mode is who runs the capture, which the slot's checks and recovery
@@ -68,8 +70,16 @@ func Connect(ctx context.Context, cfg *config.Endpoint, log logrus.FieldLogger) 
 		db.Close(ctx)
 		return nil, err
 	}
-	db.logCompatibilityNotes()
 	var err error
+	if db.server, err = pgversion.Read(ctx, db.conn); err != nil {
+		db.Close(ctx)
+		return nil, err
+	}
+	if why := db.server.Unsupported(); why != "" {
+		db.Close(ctx)
+		return nil, errors.New(why)
+	}
+	db.logCompatibilityNotes()
 	if db.types, err = db.loadRegistry(ctx); err != nil {
 		db.Close(ctx)
 		return nil, err
@@ -165,6 +175,7 @@ func (db *Database) Close(ctx context.Context) {
 func (db *Database) discoveryOptions() discovery.Options {
 	wmSchema, wmTable := db.cfg.Watermarks()
 	return discovery.Options{
+		Server:           db.server,
 		Publication:      db.cfg.Advanced.PublicationName,
 		WatermarksSchema: wmSchema,
 		WatermarksTable:  wmTable,

@@ -11,9 +11,7 @@ import (
 
 // serverFacts describe the server and the user, whatever the tables.
 type serverFacts struct {
-	versionNum int
-	version    string
-	walLevel   string
+	walLevel string
 	// replication is whether the user may replicate: the REPLICATION
 	// attribute, a superuser, or a member of RDS's rds_replication role.
 	replication bool
@@ -22,7 +20,7 @@ type serverFacts struct {
 }
 
 const serverQuery = `
-SELECT current_setting('server_version_num')::int, current_setting('server_version'), current_setting('wal_level'),
+SELECT current_setting('wal_level'),
        r.rolsuper OR r.rolreplication OR EXISTS (
            SELECT 1 FROM pg_catalog.pg_roles rds
            WHERE rds.rolname = 'rds_replication' AND pg_has_role(r.oid, rds.oid, 'MEMBER')),
@@ -34,12 +32,12 @@ WHERE r.rolname = current_user`
 func (db *Database) inspectServer(ctx context.Context) (serverFacts, error) {
 	var f serverFacts
 	err := db.conn.QueryRow(ctx, serverQuery, db.cfg.Advanced.SlotName).Scan(
-		&f.versionNum, &f.version, &f.walLevel, &f.replication, &f.slotType, &f.slotDatabase, &f.slotPlugin)
+		&f.walLevel, &f.replication, &f.slotType, &f.slotDatabase, &f.slotPlugin)
 	if err != nil {
 		return f, fmt.Errorf("checking the server's settings and the privileges of user %q: %w", db.cfg.User, err)
 	}
 	db.log.WithFields(logrus.Fields{
-		"serverVersion": f.version, "walLevel": f.walLevel, "user": db.cfg.User, "mayReplicate": f.replication,
+		"serverVersion": db.server.Version, "walLevel": f.walLevel, "user": db.cfg.User, "mayReplicate": f.replication,
 		"slot": db.cfg.Advanced.SlotName, "slotDatabase": f.slotDatabase, "slotPlugin": f.slotPlugin,
 	}).Debug("checked the server")
 	return f, nil
@@ -84,14 +82,11 @@ LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = $2`
 // no row. The privilege functions take OIDs, so that a schema the user may
 // not use is reported rather than failing the query.
 const relationsQuery = `
-WITH published AS MATERIALIZED (
-    SELECT schemaname, tablename FROM pg_catalog.pg_publication_tables WHERE pubname = $3)
-SELECT w.i::int,
+SELECT w.i::int, c.oid,
        has_schema_privilege(n.oid, 'USAGE'),
        has_table_privilege(c.oid, 'SELECT'),
        has_table_privilege(c.oid, 'INSERT') AND has_table_privilege(c.oid, 'UPDATE'),
-       pg_has_role(c.relowner, 'USAGE'),
-       EXISTS (SELECT 1 FROM published p WHERE p.schemaname = n.nspname AND p.tablename = c.relname)
+       pg_has_role(c.relowner, 'USAGE')
 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS w (schema, name, i)
 JOIN pg_catalog.pg_namespace n ON n.nspname = w.schema
 JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = w.name`
@@ -112,17 +107,20 @@ func (db *Database) inspectCapture(ctx context.Context, tables []*discovery.Tabl
 	for _, t := range tables {
 		schemas, names = append(schemas, t.Schema), append(names, t.Name)
 	}
-	rows, err := db.conn.Query(ctx, relationsQuery, schemas, names, pub)
+	rows, err := db.conn.Query(ctx, relationsQuery, schemas, names)
 	if err != nil {
 		return nil, fmt.Errorf("checking the privileges of user %q on the captured tables: %w", db.cfg.User, err)
 	}
-	defer rows.Close()
+	oids := make([]uint32, len(names))
 	for rows.Next() {
 		var i int
+		var oid uint32
 		r := relationFacts{exists: true}
-		if err := rows.Scan(&i, &r.usage, &r.selectable, &r.writable, &r.owned, &r.published); err != nil {
+		if err := rows.Scan(&i, &oid, &r.usage, &r.selectable, &r.writable, &r.owned); err != nil {
+			rows.Close()
 			return nil, fmt.Errorf("checking the privileges of user %q on the captured tables: %w", db.cfg.User, err)
 		}
+		oids[i-1] = oid
 		if i == 1 {
 			f.watermarks = r
 		} else {
@@ -131,6 +129,14 @@ func (db *Database) inspectCapture(ctx context.Context, tables []*discovery.Tabl
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("checking the privileges of user %q on the captured tables: %w", db.cfg.User, err)
+	}
+	published, err := discovery.ReadPublication(ctx, db.conn, db.server, pub, oids)
+	if err != nil {
+		return nil, err
+	}
+	f.watermarks.published = published.Publishes(oids[0])
+	for i := range f.tables {
+		f.tables[i].published = published.Publishes(oids[i+1])
 	}
 	return f, nil
 }

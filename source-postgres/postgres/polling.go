@@ -13,6 +13,7 @@ import (
 	"pgcapture/protocol"
 	"pgcapture/source-postgres/config"
 	"pgcapture/source-postgres/discovery"
+	"pgcapture/source-postgres/pgversion"
 	"pgcapture/source-postgres/polling"
 	"pgcapture/sqlcapture"
 )
@@ -45,13 +46,8 @@ func polledResources(resources []json.RawMessage) (bool, error) {
 // preparePolling describes every polled binding on the database, reporting
 // every problem at once, each naming its binding and field.
 func (db *Database) preparePolling(ctx context.Context, targets []Target) ([]*polling.Binding, error) {
-	server, err := db.inspectServer(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if server.versionNum < minServerVersion {
-		return nil, fmt.Errorf("PostgreSQL %s is not supported: upgrade to PostgreSQL 13 or later (polls use pg_current_snapshot(), new in 13)", server.version)
-	}
+	// Connect refused a server too old for any capture (polls use
+	// pg_current_snapshot(), new in 13).
 	var out []*polling.Binding
 	var problems []string
 	for i, t := range targets {
@@ -130,8 +126,11 @@ func (db *Database) validatePolling(ctx context.Context, targets []Target) ([]pr
 // to this user, or "" when it does (or when the server is too old for any
 // capture, which checkServer reports).
 func (db *Database) replicationUnavailable(ctx context.Context) (string, error) {
+	if !db.server.Supported() {
+		return "", nil
+	}
 	f, err := db.inspectServer(ctx)
-	if err != nil || f.versionNum < minServerVersion {
+	if err != nil {
 		return "", err
 	}
 	var standby bool
@@ -139,7 +138,7 @@ func (db *Database) replicationUnavailable(ctx context.Context) (string, error) 
 		return "", fmt.Errorf("checking whether the server is a standby: %w", err)
 	}
 	switch {
-	case standby && f.versionNum < 160000:
+	case standby && !db.server.Has(pgversion.LogicalDecodingOnStandby):
 		return "the server is a standby (a read replica), where PostgreSQL before 16 has no logical decoding", nil
 	case f.walLevel != "logical":
 		return fmt.Sprintf("wal_level is %q, not logical", f.walLevel), nil

@@ -12,10 +12,6 @@ import (
 	"pgcapture/source-postgres/discovery"
 )
 
-// minServerVersion is the oldest supported server, as server_version_num:
-// backfills take their snapshots with pg_current_snapshot(), new in 13.
-const minServerVersion = 130000
-
 // maxChanges bounds how many statements ensurePrerequisites runs. It needs
 // at most three (the watermarks table, the publication, a table added to
 // it); the bound only keeps a server that does not report what it did from
@@ -122,10 +118,6 @@ func (db *Database) inspect(ctx context.Context, tables []*discovery.Table) (*pr
 		return nil, err
 	}
 	p := &prerequisites{problems: db.serverProblems(server)}
-	// The catalog queries below need a supported server.
-	if server.versionNum < minServerVersion {
-		return p, nil
-	}
 	capture, err := db.inspectCapture(ctx, tables)
 	if err != nil {
 		return nil, err
@@ -148,10 +140,6 @@ func (db *Database) serverProblems(f serverFacts) []problem {
 const pollInstead = `; or poll the tables instead: set each binding's "mode" to "Polling" (see "Capturing without logical replication")`
 
 func settingsProblems(p *prerequisites, f serverFacts) {
-	if f.versionNum < minServerVersion {
-		p.add(fmt.Sprintf("PostgreSQL %s is not supported", f.version),
-			"upgrade to PostgreSQL 13 or later (backfills use pg_current_snapshot(), new in 13)")
-	}
 	if f.walLevel != "logical" {
 		p.add(fmt.Sprintf("logical replication is not enabled: wal_level is %q", f.walLevel),
 			"run ALTER SYSTEM SET wal_level = logical and restart PostgreSQL (Amazon RDS and Aurora: set rds.logical_replication = 1 in the parameter group and reboot; Google Cloud SQL: set the flag cloudsql.logical_decoding to on; Azure: set the server parameter wal_level to logical)"+pollInstead)

@@ -12,11 +12,17 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-func (db *Database) slotLostError(slot string) error {
-	if db.mode == ShellMode {
-		return fmt.Errorf("replication slot %q was invalidated by PostgreSQL (wal_status 'lost', usually max_slot_wal_keep_size): %s", slot, db.mode.slotRecovery())
+// slotLostError reports the invalidated slot, and why when known (see
+// slotstatus.go: what the server says depends on its major).
+func (db *Database) slotLostError(ctx context.Context, slot string) error {
+	why := db.slotInvalidation(ctx)
+	if why == "" {
+		why = "wal_status 'lost', usually max_slot_wal_keep_size"
 	}
-	return fmt.Errorf("replication slot %q was invalidated by PostgreSQL (wal_status 'lost', usually max_slot_wal_keep_size): %s, after dropping the slot", slot, db.mode.slotRecovery())
+	if db.mode == ShellMode {
+		return fmt.Errorf("replication slot %q was invalidated by PostgreSQL (%s): %s", slot, why, db.mode.slotRecovery())
+	}
+	return fmt.Errorf("replication slot %q was invalidated by PostgreSQL (%s): %s, after dropping the slot", slot, why, db.mode.slotRecovery())
 }
 
 // ensureSlot checks the replication slot against the capture's cursor. A
@@ -50,7 +56,7 @@ func (db *Database) ensureSlot(ctx context.Context, cursor string, reset bool) e
 	case missing && cursor != "":
 		return fmt.Errorf("replication slot %q no longer exists, but the capture's checkpoint resumes from %s: %s", slot, cursor, db.mode.slotRecovery())
 	case !missing && walStatus == "lost" && cursor != "":
-		return db.slotLostError(slot)
+		return db.slotLostError(ctx, slot)
 	case cursor == "":
 		// A new capture starts its stream where its backfills start: now.
 		if !missing {
@@ -118,7 +124,7 @@ func (db *Database) explainFailure(ctx context.Context, err error) error {
 	case errors.Is(qerr, pgx.ErrNoRows):
 		return fmt.Errorf("replication slot %q was dropped while the capture was running: %s (%w)", slot, db.mode.slotRecovery(), err)
 	case qerr == nil && walStatus == "lost":
-		return fmt.Errorf("%w (%w)", db.slotLostError(slot), err)
+		return fmt.Errorf("%w (%w)", db.slotLostError(ctx, slot), err)
 	}
 	return err
 }

@@ -155,7 +155,7 @@ func (rel *relation) changedFrom(prev *relation) bool {
 		}
 	} else {
 		for _, c := range rel.table.Columns {
-			if !c.Generated {
+			if !c.Unpublished {
 				before = append(before, col{c.Name, c.Type.OID, c.Type.Typmod})
 			}
 		}
