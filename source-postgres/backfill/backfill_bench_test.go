@@ -39,19 +39,7 @@ func BenchmarkBackfill(b *testing.B) {
 	db := pg.NewDatabase(b)
 	pg.Exec(b, db, benchSetup)
 	pg.Exec(b, db, "VACUUM (FREEZE, ANALYZE) public.bench")
-	cfg, err := pgx.ParseConfig(pg.SuperuserURL(db))
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg.Host = pg.SocketDir()
-	for k, v := range pgtypes.SessionParams() {
-		cfg.RuntimeParams[k] = v
-	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { conn.Close(context.Background()) })
+	conn := connectAsCapture(b, pg, db)
 	types, err := pgtypes.LoadRegistry(ctx, conn)
 	if err != nil {
 		b.Fatal(err)
@@ -112,4 +100,24 @@ func BenchmarkBackfill(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(total), "ns/row")
 	})
+}
+
+// connectAsCapture opens a connection to db with the session settings the
+// connector's query connection uses.
+func connectAsCapture(tb testing.TB, pg *testsupport.Postgres, db string) *pgx.Conn {
+	tb.Helper()
+	cfg, err := pgx.ParseConfig(pg.SuperuserURL(db))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.Host = pg.SocketDir()
+	for k, v := range pgtypes.SessionParams() {
+		cfg.RuntimeParams[k] = v
+	}
+	conn, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/sirupsen/logrus"
 
 	"pgcapture/source-postgres/discovery"
@@ -28,23 +27,7 @@ func TestChunkWaitsOutATableRewrite(t *testing.T) {
 	pg.Exec(t, db, `CREATE TABLE public.r (id integer PRIMARY KEY, v integer NOT NULL);
 		INSERT INTO public.r SELECT g, g FROM generate_series(1, 500) g`)
 
-	connect := func() *pgx.Conn {
-		cfg, err := pgx.ParseConfig(pg.SuperuserURL(db))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Host = pg.SocketDir()
-		for k, v := range pgtypes.SessionParams() {
-			cfg.RuntimeParams[k] = v
-		}
-		conn, err := pgx.ConnectConfig(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close(context.Background()) })
-		return conn
-	}
-	conn, rewriter, observer := connect(), connect(), connect()
+	conn, rewriter, observer := connectAsCapture(t, pg, db), connectAsCapture(t, pg, db), connectAsCapture(t, pg, db)
 	types, err := pgtypes.LoadRegistry(ctx, conn)
 	if err != nil {
 		t.Fatal(err)
