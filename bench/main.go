@@ -19,6 +19,9 @@
 //	go run ./bench [-rows 1000000] [-out DIR] [-cpuprofile DIR]
 package main
 
+// This file is over 500 lines because it is the benchmark's whole script,
+// phase after phase, read top to bottom.
+
 import (
 	"cmp"
 	"context"

@@ -1,5 +1,8 @@
 package testsupport
 
+// This file is over 500 lines because it is the whole life of a throwaway
+// cluster: initdb, start, settings, TLS, databases and faults on it.
+
 import (
 	"bytes"
 	"context"

@@ -1,5 +1,9 @@
 package testsupport
 
+// This file is over 500 lines because it is the whole runtime-like driver
+// of an open session (requests, acknowledgements, documents, checkpoints,
+// schema checks), which tests use as one thing.
+
 import (
 	"bufio"
 	"bytes"

@@ -8,6 +8,11 @@
 // than what the user asked for, and that is only discovered much later.
 package config
 
+// This file is over 500 lines because the endpoint configuration is one
+// struct whose field tags are its JSON Schema, with Estuary's fields beside
+// ours; its validation is next to it so that a field and its rule are read
+// together.
+
 import (
 	"crypto/tls"
 	"crypto/x509"
