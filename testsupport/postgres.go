@@ -1,7 +1,8 @@
 package testsupport
 
 // This file is over 500 lines because it is the whole life of a throwaway
-// cluster: initdb, start, settings, TLS, databases and faults on it.
+// cluster: initdb, start, stop, settings, TLS and databases (its faults are in
+// postgres_faults.go).
 
 import (
 	"bytes"
