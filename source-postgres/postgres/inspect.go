@@ -51,6 +51,8 @@ type relationFacts struct {
 	writable   bool // INSERT and UPDATE
 	owned      bool // the owner's privileges, which publishing it needs
 	published  bool // in the capture's publication
+	// publishedAs is how the publication publishes it, when it does.
+	publishedAs *discovery.PublishedTable
 }
 
 // captureFacts describe what the capture of some tables needs.
@@ -64,6 +66,8 @@ type captureFacts struct {
 	}
 	watermarks relationFacts
 	tables     []relationFacts // in the order of the tables inspected
+	// published is what the publication publishes of the tables.
+	published *discovery.Publication
 }
 
 const publicationQuery = `
@@ -134,9 +138,11 @@ func (db *Database) inspectCapture(ctx context.Context, tables []*discovery.Tabl
 	if err != nil {
 		return nil, err
 	}
+	f.published = published
 	f.watermarks.published = published.Publishes(oids[0])
 	for i := range f.tables {
 		f.tables[i].published = published.Publishes(oids[i+1])
+		f.tables[i].publishedAs = published.Tables[oids[i+1]]
 	}
 	return f, nil
 }

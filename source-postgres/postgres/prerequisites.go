@@ -188,6 +188,7 @@ func (db *Database) captureProblems(p *prerequisites, f *captureFacts, tables []
 		}
 	}
 	db.publicationProblems(p, f, tables, access, wm)
+	db.publicationFilterProblems(p, f, tables)
 }
 
 // tableAccess is what the user lacks on the captured tables, as quoted
