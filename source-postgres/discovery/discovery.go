@@ -199,7 +199,8 @@ func applyPublication(ctx context.Context, conn *pgx.Conn, opts Options, tables 
 			case listed:
 				c.Unpublished = !inList
 			default:
-				c.Unpublished = c.Generated && !pub.GeneratedColumns
+				// Virtual generated columns (18) are never published.
+				c.Unpublished = c.Generated && (!pub.GeneratedColumns || c.Virtual)
 			}
 		}
 	}
@@ -223,7 +224,7 @@ func (o Options) reservedName(schema, name string) string {
 // database default when that is one; $2 says whether it is.
 const columnsQuery = `
 SELECT a.attrelid, a.attname, a.attnum, a.atttypid, a.atttypmod,
-       format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attgenerated <> '',
+       format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attgenerated <> '', a.attgenerated = 'v',
        coalesce(co.collname, ''),
        CASE WHEN CASE WHEN co.oid = 100 THEN $2::boolean
                       ELSE co.collprovider = 'c' AND co.collcollate IN ('C', 'POSIX') END
@@ -250,7 +251,7 @@ func addColumns(ctx context.Context, conn *pgx.Conn, reg *pgtypes.Registry, serv
 		var position int16
 		c := &Column{}
 		if err := rows.Scan(&table, &c.Name, &position, &typeOID, &typmod, &c.TypeName,
-			&c.NotNull, &c.Generated, &c.Collation, &c.bytewiseCollation, &c.Comment); err != nil {
+			&c.NotNull, &c.Generated, &c.Virtual, &c.Collation, &c.bytewiseCollation, &c.Comment); err != nil {
 			rows.Close()
 			return fmt.Errorf("listing columns: %w", err)
 		}

@@ -49,8 +49,13 @@ type Column struct {
 	// included: "character varying(20)", "public.geometry(Point,4326)".
 	TypeName string
 	NotNull  bool
-	// Generated marks a stored generated column.
+	// Generated marks a generated column, stored or (PostgreSQL 18)
+	// virtual.
 	Generated bool
+	// Virtual marks a virtual generated column (PostgreSQL 18, where it is
+	// the default kind), which pgoutput never sends, whatever
+	// publish_generated_columns says, and no column list may name.
+	Virtual bool
 	// Unpublished marks a column the capture's publication does not
 	// publish: one left out of its column list (PostgreSQL 15+), or a
 	// generated column, unless the publication publishes those
