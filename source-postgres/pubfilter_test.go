@@ -67,6 +67,17 @@ func TestPublicationRowFilterAndColumnList(t *testing.T) {
 	if n := len(docs) - len(backfilled); n != 5 {
 		t.Errorf("%d changes streamed, want 5: insert 100, id 1 entering, id 3 leaving, id 6 updated, id 9 deleted", n)
 	}
+	// pgoutput turns an UPDATE that moves a row out of the filter into a
+	// DELETE, and one that moves a row into it into an INSERT: so must the
+	// documents be.
+	wantOp := map[float64]string{100: "c", 1: "c", 3: "d", 6: "u", 9: "d"}
+	for _, raw := range docs[len(backfilled):] {
+		d := parseDoc(t, raw)
+		id, _ := d.Fields["id"].(float64)
+		if want, ok := wantOp[id]; !ok || d.Meta.Op != want {
+			t.Errorf("the change of id %v is a %q document, want %q: %.300s", id, d.Meta.Op, want, raw)
+		}
+	}
 	for _, raw := range docs {
 		fields := rawFields(t, raw)
 		delete(fields, "_meta")
