@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"pgcapture/protocol"
+	"pgcapture/source-postgres/pgversion"
 	"pgcapture/testsupport"
 )
 
@@ -174,6 +175,28 @@ func TestSlotInvalidated(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestSlotInvalidatedWhileIdle stops a capture for longer than
+// idle_replication_slot_timeout (PostgreSQL 18), so that a checkpoint
+// invalidates its slot with invalidation_reason 'idle_timeout': the resumed
+// capture must say so, naming the slot, the setting and the way back.
+func TestSlotInvalidatedWhileIdle(t *testing.T) {
+	if s := newFixture(t).server(t); !s.Has(pgversion.SlotIdleTimeout) {
+		t.Skipf("PostgreSQL %s has no idle_replication_slot_timeout (new in 18)", s.Version)
+	}
+	pg := testsupport.StartPostgres(t, testsupport.Options{Settings: map[string]string{"idle_replication_slot_timeout": "1s"}})
+	f := newFixtureOn(t, pg)
+	state := capturedOnce(t, f)
+	waitUntil(t, 60*time.Second, "a checkpoint to invalidate the idle slot", func() bool {
+		f.exec(t, `CHECKPOINT`)
+		var reason string
+		if err := f.conn.QueryRow(context.Background(), `SELECT coalesce(invalidation_reason, '') FROM pg_replication_slots WHERE slot_name = $1`, f.slot).Scan(&reason); err != nil {
+			t.Fatal(err)
+		}
+		return reason == "idle_timeout"
+	})
+	expectSlotFault(t, f, state, f.slot, "invalidated", "idle_timeout", "raise idle_replication_slot_timeout", "re-backfill")
 }
 
 // loseSlot writes WAL and forces checkpoints until PostgreSQL invalidates

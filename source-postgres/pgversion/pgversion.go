@@ -106,6 +106,14 @@ const (
 	// publish_generated_columns option, and generated columns named in
 	// column lists (18).
 	PublicationGeneratedColumns
+	// VirtualGeneratedColumns: pg_attribute.attgenerated 'v', generated
+	// columns computed on read, the default kind from 18 on; pgoutput
+	// never sends them.
+	VirtualGeneratedColumns
+	// SlotIdleTimeout: idle_replication_slot_timeout, after which a
+	// checkpoint invalidates an inactive slot (invalidation_reason
+	// 'idle_timeout') (18).
+	SlotIdleTimeout
 )
 
 // Since returns the server_version_num of the first release with f.
@@ -119,7 +127,7 @@ func (f Feature) Since() int {
 		return 160000
 	case SlotInvalidationReason, SlotFailover, SlotSynced:
 		return 170000
-	case PublicationGeneratedColumns:
+	case PublicationGeneratedColumns, VirtualGeneratedColumns, SlotIdleTimeout:
 		return 180000
 	}
 	panic(fmt.Sprintf("pgversion: unknown feature %d", int(f)))

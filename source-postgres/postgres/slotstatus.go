@@ -36,13 +36,13 @@ func explainInvalidation(reason string) string {
 	case "":
 		return ""
 	case "wal_removed":
-		return "its WAL was removed (wal_status 'lost'), usually because it fell behind by more than max_slot_wal_keep_size"
+		return "its WAL was removed (wal_status 'lost'), usually because it fell behind by more than max_slot_wal_keep_size; raise that setting (-1: no limit) so that it does not happen again"
 	case "rows_removed":
 		return "on this standby, the primary removed rows the slot still needed (a recovery conflict: set hot_standby_feedback = on and use a physical slot between standby and primary)"
 	case "wal_level_insufficient":
 		return "the primary's wal_level is no longer logical"
 	case "idle_timeout":
-		return "it was inactive for longer than idle_replication_slot_timeout"
+		return "invalidation_reason 'idle_timeout': no capture read from it for longer than idle_replication_slot_timeout; raise idle_replication_slot_timeout (0 turns it off) above the longest time the capture may be stopped, so that it does not happen again"
 	case "lost":
 		return "wal_status 'lost': usually it fell behind by more than max_slot_wal_keep_size; on a standby, a recovery conflict"
 	}
