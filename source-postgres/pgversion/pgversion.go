@@ -104,12 +104,10 @@ const (
 	SlotSynced
 	// PublicationGeneratedColumns: pg_publication.pubgencols, the
 	// publish_generated_columns option, and generated columns named in
-	// column lists (18).
+	// column lists (18). 18 also brings virtual generated columns
+	// (attgenerated 'v', its default kind), which pgoutput never sends;
+	// the catalog test attgenerated = 'v' needs no version check.
 	PublicationGeneratedColumns
-	// VirtualGeneratedColumns: pg_attribute.attgenerated 'v', generated
-	// columns computed on read, the default kind from 18 on; pgoutput
-	// never sends them.
-	VirtualGeneratedColumns
 	// SlotIdleTimeout: idle_replication_slot_timeout, after which a
 	// checkpoint invalidates an inactive slot (invalidation_reason
 	// 'idle_timeout') (18).
@@ -127,7 +125,7 @@ func (f Feature) Since() int {
 		return 160000
 	case SlotInvalidationReason, SlotFailover, SlotSynced:
 		return 170000
-	case PublicationGeneratedColumns, VirtualGeneratedColumns, SlotIdleTimeout:
+	case PublicationGeneratedColumns, SlotIdleTimeout:
 		return 180000
 	}
 	panic(fmt.Sprintf("pgversion: unknown feature %d", int(f)))

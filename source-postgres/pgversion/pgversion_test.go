@@ -46,7 +46,6 @@ func TestHas(t *testing.T) {
 		{SlotFailover, 17},
 		{SlotSynced, 17},
 		{PublicationGeneratedColumns, 18},
-		{VirtualGeneratedColumns, 18},
 		{SlotIdleTimeout, 18},
 	} {
 		before := Server{Num: (tc.major-1)*10000 + 99}
