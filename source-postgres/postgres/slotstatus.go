@@ -40,7 +40,7 @@ func explainInvalidation(reason string) string {
 	case "rows_removed":
 		return "on this standby, the primary removed rows the slot still needed (a recovery conflict: set hot_standby_feedback = on and use a physical slot between standby and primary)"
 	case "wal_level_insufficient":
-		return "the primary's wal_level is no longer logical"
+		return "the primary's wal_level is no longer logical; set it back to logical (and restart) before capturing again"
 	case "idle_timeout":
 		return "invalidation_reason 'idle_timeout': no capture read from it for longer than idle_replication_slot_timeout; raise idle_replication_slot_timeout (0 turns it off) above the longest time the capture may be stopped, so that it does not happen again"
 	case "lost":
