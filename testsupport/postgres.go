@@ -199,6 +199,9 @@ func (p *Postgres) NewDatabase(t testing.TB) string {
 	name := databaseName(t.Name())
 	p.Exec(t, p.maintenanceDB, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
 	t.Cleanup(func() {
+		if p.stopped() {
+			return // the test stopped the cluster (see Stop); it is deleted anyway
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), sqlTimeout)
 		defer cancel()
 		if err := p.dropDatabase(ctx, name); err != nil {

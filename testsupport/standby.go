@@ -295,6 +295,13 @@ func (s *Postgres) Promote(t testing.TB) {
 	}
 }
 
+// stopped reports whether Stop shut down a cluster this package runs.
+func (p *Postgres) stopped() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.baseDir != "" && p.server == nil
+}
+
 // Stop shuts the server down (fast) and leaves it down; its files stay until
 // the test ends.
 func (p *Postgres) Stop(t testing.TB) {

@@ -90,6 +90,8 @@ type Stream struct {
 	silence atomic.Pointer[error]
 	// idlePending: an idle position went unreported for being too soon.
 	idlePending atomic.Bool
+	// fence is the pending fence at a WAL position (lsnfence.go), if any.
+	fence atomic.Pointer[lsnFence]
 
 	// Everything below belongs to the receiving goroutine.
 	relations relationCache
@@ -244,9 +246,19 @@ func (s *Stream) sendStatus(ctx context.Context, replyRequested bool) error {
 func (s *Stream) reportStatus() {
 	ticker := time.NewTicker(s.opts.IdleInterval)
 	defer ticker.Stop()
+	// While a fence at a WAL position waits, the server is asked for its
+	// position often: it may not send one by itself when it catches up.
+	fenceTicker := time.NewTicker(fencePoll)
+	defer fenceTicker.Stop()
 	last := time.Now()
 	for {
 		select {
+		case <-fenceTicker.C:
+			if s.fence.Load() != nil {
+				if err := s.sendStatus(context.Background(), true); err != nil {
+					s.log.WithError(err).Debug("asking for the server's position failed")
+				}
+			}
 		case <-ticker.C:
 			if !s.idlePending.Swap(false) && time.Since(last) < s.opts.StatusInterval {
 				continue
@@ -260,6 +272,10 @@ func (s *Stream) reportStatus() {
 		}
 	}
 }
+
+// fencePoll is how often the server is asked for its position while a
+// fence at a WAL position waits.
+const fencePoll = 20 * time.Millisecond
 
 // receive runs the receive loop until the stream ends, then closes Events
 // with the reason in Err.
@@ -309,6 +325,7 @@ func (s *Stream) receiveLoop() error {
 					}
 				}
 				s.serverEnd = max(s.serverEnd, uint64(pkm.ServerWALEnd))
+				s.fenceAtKeepalive(uint64(pkm.ServerWALEnd))
 				s.idle(uint64(pkm.ServerWALEnd))
 			case pglogrepl.XLogDataByteID:
 				xld, err := pglogrepl.ParseXLogData(m.Data[1:])
