@@ -136,3 +136,34 @@ func TestCaptureFromStandby(t *testing.T) {
 		t.Errorf("no change was streamed: the writes did not race the backfill")
 	}
 }
+
+// TestStandbyPrerequisites: on a standby without hot_standby_feedback,
+// validation names the setting and how to turn it on; with it on, but a
+// primary whose wal_level is replica, the capture's slot creation says
+// that the primary's wal_level must be logical.
+func TestStandbyPrerequisites(t *testing.T) {
+	t.Parallel()
+	f, standby := standbyPair(t, testsupport.Options{Settings: map[string]string{"wal_level": "replica"}},
+		map[string]string{"wal_level": "logical", "hot_standby_feedback": "off"})
+	f.exec(t, `CREATE TABLE public.t (id int PRIMARY KEY)`)
+	standby.WaitReplayed(t, f.pg)
+
+	_, stderr, err := f.connector.Call(t, validateRequest(f.onStandby(standby), "public.t"))
+	if msg := lastMessage(stderr); err == nil || !strings.Contains(msg, "the server is a standby without hot_standby_feedback") ||
+		!strings.Contains(msg, "ALTER SYSTEM SET hot_standby_feedback = on") {
+		t.Errorf("validate on a standby without hot_standby_feedback: err %v, last message %q", err, msg)
+	}
+
+	standby.Exec(t, "postgres", `ALTER SYSTEM SET hot_standby_feedback = on`)
+	standby.Exec(t, "postgres", `SELECT pg_reload_conf()`)
+	if _, stderr, err := f.connector.Call(t, validateRequest(f.onStandby(standby), "public.t")); err != nil {
+		t.Fatalf("validate with hot_standby_feedback on: %v\n%s", err, stderr)
+	}
+	bindings := []testsupport.Binding{{Namespace: "public", Stream: "t", Key: []string{"/id"}}}
+	s := f.connector.Open(t, testsupport.OpenRequest(f.onStandby(standby), bindings, nil), testsupport.SessionOptions{})
+	err = waitExit(t, s, 30*time.Second)
+	if msg := lastMessage(s.Stderr()); err == nil || !strings.Contains(msg, "the primary's wal_level is not logical") ||
+		!strings.Contains(msg, "ALTER SYSTEM SET wal_level = logical on the primary") {
+		t.Errorf("a capture on a standby of a wal_level=replica primary: err %v, last message %q", err, msg)
+	}
+}
