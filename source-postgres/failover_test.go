@@ -40,11 +40,9 @@ func idsOf(t *testing.T, docs []json.RawMessage) []int {
 // captured, and nothing acknowledged before it is emitted again.
 func TestFailoverSlotResumesOnPromotedStandby(t *testing.T) {
 	t.Parallel()
+	skipWithout(t, pgversion.SlotFailover, "has no failover slots (new in 17)")
 	primary := testsupport.StartPostgres(t, testsupport.Options{})
 	f := newFixtureOn(t, primary)
-	if s := f.server(t); !s.Has(pgversion.SlotFailover) {
-		t.Skipf("PostgreSQL %s has no failover slots (new in 17)", s.Version)
-	}
 	f.exec(t, `CREATE TABLE public.t (id int PRIMARY KEY, v text)`)
 	f.exec(t, `INSERT INTO public.t SELECT g, 'before' FROM generate_series(1, 50) g`)
 	standby := primary.StartStandby(t, testsupport.StandbyOptions{Slot: "standby", Settings: map[string]string{

@@ -20,12 +20,23 @@ import (
 // a standby.
 func standbyPair(t *testing.T, primaryOpts testsupport.Options, standbySettings map[string]string) (*fixture, *testsupport.Postgres) {
 	t.Helper()
+	skipWithout(t, pgversion.LogicalDecodingOnStandby, "cannot decode on a standby (new in 16)")
 	primary := testsupport.StartPostgres(t, primaryOpts)
 	f := newFixtureOn(t, primary)
-	if s := f.server(t); !s.Has(pgversion.LogicalDecodingOnStandby) {
-		t.Skipf("PostgreSQL %s cannot decode on a standby (new in 16)", s.Version)
-	}
 	return f, primary.StartStandby(t, testsupport.StandbyOptions{Settings: standbySettings})
+}
+
+// skipWithout skips the test when the servers the tests run lack feature,
+// asking the shared server before any cluster of the test's own starts.
+func skipWithout(t *testing.T, feature pgversion.Feature, why string) {
+	t.Helper()
+	s, err := pgversion.Read(t.Context(), testsupport.SharedPostgres(t).Connect(t, "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Has(feature) {
+		t.Skipf("PostgreSQL %s %s", s.Version, why)
+	}
 }
 
 // onStandby is the fixture's configuration pointed at the standby.
