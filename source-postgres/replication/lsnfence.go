@@ -29,6 +29,10 @@ type lsnFence struct {
 // a keepalive at once, so that an idle stream answers within a round trip.
 func (s *Stream) FenceAt(ctx context.Context, id string, lsn uint64) error {
 	s.fence.Store(&lsnFence{id: id, lsn: lsn})
+	select {
+	case s.fenceSet <- struct{}{}:
+	default: // the reporter has been told already
+	}
 	return s.sendStatus(ctx, true)
 }
 
