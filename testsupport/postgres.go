@@ -199,6 +199,9 @@ func (p *Postgres) NewDatabase(t testing.TB) string {
 	name := databaseName(t.Name())
 	p.Exec(t, p.maintenanceDB, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
 	t.Cleanup(func() {
+		if p.stopped() {
+			return // the test stopped the cluster (see Stop); it is deleted anyway
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), sqlTimeout)
 		defer cancel()
 		if err := p.dropDatabase(ctx, name); err != nil {
@@ -623,14 +626,16 @@ func (p *Postgres) waitReady(srv *serverProcess) error {
 }
 
 // serverReady reports whether postmaster.pid belongs to pid and its status
-// line (the 8th) says "ready".
+// line (the 8th) says "ready", or "standby" for a hot standby that accepts
+// read-only connections.
 func serverReady(pidFile string, pid int) bool {
 	data, err := os.ReadFile(pidFile)
 	if err != nil {
 		return false
 	}
 	lines := strings.Split(string(data), "\n")
-	return len(lines) >= 8 && lines[0] == strconv.Itoa(pid) && strings.TrimSpace(lines[7]) == "ready"
+	return len(lines) >= 8 && lines[0] == strconv.Itoa(pid) &&
+		(strings.TrimSpace(lines[7]) == "ready" || strings.TrimSpace(lines[7]) == "standby")
 }
 
 // destroy stops the server and deletes its directory. Safe on a partially

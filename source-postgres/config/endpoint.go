@@ -89,6 +89,9 @@ type Advanced struct {
 	NetworkTimeout string `json:"network_timeout" jsonschema:"title=Network Timeout,pattern=^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$" jsonschema_description:"How long a connection may go silent before the capture considers it dead, as a duration such as 30s or 1m: the replication stream fails over after this long without a message from the server (which sends one at least every few seconds when asked), and TCP keepalives and TCP_USER_TIMEOUT end a query's connection to a host that stopped answering after about this long."`
 	RetryTimeout   string `json:"retry_timeout" jsonschema:"title=Retry Timeout,pattern=^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$" jsonschema_description:"How long the capture keeps reconnecting, with backoff, after the connection failed (a reset, a restarting server, a silent network) before it gives up with the error, as a duration such as 5m. Authentication, permission and configuration errors are never retried."`
 
+	// Where the slot lives when the database fails over.
+	FailoverSlot bool `json:"failover_slot,omitempty" jsonschema:"title=Failover Slot" jsonschema_description:"PostgreSQL 17 and later: create the replication slot with failover = true, so that standbys with sync_replication_slots = on keep a copy of it and the capture resumes on a promoted standby. Set synchronized_standby_slots on the primary to the standbys' physical slots, so that the capture never receives a change the standbys may lack."`
+
 	// The options below are Estuary's (estuary.go); CompatibilityNotes
 	// says what those not honoured mean here.
 	SourceTag                 string   `json:"source_tag,omitempty" jsonschema:"title=Source Tag" jsonschema_description:"When set, every document carries it as _meta/source/tag, to tell captures apart downstream."`

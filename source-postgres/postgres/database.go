@@ -46,6 +46,10 @@ type Database struct {
 	// mode is who runs the capture, which the slot's checks and recovery
 	// advice depend on.
 	mode Mode
+	// standby is whether the server is a physical standby (in recovery),
+	// where nothing can be written: fences are then taken at WAL positions
+	// (standby.go).
+	standby bool
 
 	// Set by prepareCapture.
 	chunks map[sqlcapture.StreamID]*backfill.Table
@@ -58,6 +62,9 @@ type Database struct {
 	// connection, which a reconnecting capture ends if it still holds the
 	// slot.
 	replicationPID uint32
+	// stream is the open replication stream, which takes the fences of a
+	// standby.
+	stream *replication.Stream
 }
 
 var _ sqlcapture.Database = (*Database)(nil)
@@ -80,6 +87,10 @@ func Connect(ctx context.Context, cfg *config.Endpoint, log logrus.FieldLogger) 
 		return nil, errors.New(why)
 	}
 	db.logCompatibilityNotes()
+	if err := db.conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&db.standby); err != nil {
+		db.Close(ctx)
+		return nil, fmt.Errorf("checking whether the server is a standby: %w", err)
+	}
 	if db.types, err = db.loadRegistry(ctx); err != nil {
 		db.Close(ctx)
 		return nil, err
@@ -285,6 +296,7 @@ func (db *Database) StartReplication(ctx context.Context, cursor, acknowledged s
 		conn.Close(ctx)
 		return nil, faults.Classify(err)
 	}
+	db.stream = s
 	return s, nil
 }
 
@@ -377,8 +389,13 @@ func (db *Database) describeStream(ctx context.Context, stream sqlcapture.Stream
 	return db.documentSchema(t)
 }
 
-// WriteWatermark implements sqlcapture.Database.
+// WriteWatermark implements sqlcapture.Database. On a standby, which
+// cannot be written, it fences at the WAL position the standby has
+// replayed instead (standby.go).
 func (db *Database) WriteWatermark(ctx context.Context, id string) error {
+	if db.standby {
+		return db.fenceAtReplay(ctx, id)
+	}
 	_, err := db.conn.Exec(ctx, "INSERT INTO "+db.quotedWatermarks()+" (slot, watermark) VALUES ($1, $2) ON CONFLICT (slot) DO UPDATE SET watermark = EXCLUDED.watermark",
 		db.cfg.Advanced.SlotName, id)
 	return db.classify(err)

@@ -17,6 +17,9 @@ type serverFacts struct {
 	replication bool
 	// The replication slot of the configured name; all "" when missing.
 	slotType, slotDatabase, slotPlugin string
+	// What a capture on a standby, and a failover slot, depend on.
+	standby  standbyFacts
+	failover failoverFacts
 }
 
 const serverQuery = `
@@ -35,6 +38,12 @@ func (db *Database) inspectServer(ctx context.Context) (serverFacts, error) {
 		&f.walLevel, &f.replication, &f.slotType, &f.slotDatabase, &f.slotPlugin)
 	if err != nil {
 		return f, fmt.Errorf("checking the server's settings and the privileges of user %q: %w", db.cfg.User, err)
+	}
+	if f.standby, err = db.inspectStandby(ctx); err != nil {
+		return f, err
+	}
+	if f.failover, err = db.inspectFailover(ctx); err != nil {
+		return f, err
 	}
 	db.log.WithFields(logrus.Fields{
 		"serverVersion": db.server.Version, "walLevel": f.walLevel, "user": db.cfg.User, "mayReplicate": f.replication,

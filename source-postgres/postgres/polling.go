@@ -133,12 +133,8 @@ func (db *Database) replicationUnavailable(ctx context.Context) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	var standby bool
-	if err := db.conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
-		return "", fmt.Errorf("checking whether the server is a standby: %w", err)
-	}
 	switch {
-	case standby && !db.server.Has(pgversion.LogicalDecodingOnStandby):
+	case db.standby && !db.server.Has(pgversion.LogicalDecodingOnStandby):
 		return "the server is a standby (a read replica), where PostgreSQL before 16 has no logical decoding", nil
 	case f.walLevel != "logical":
 		return fmt.Sprintf("wal_level is %q, not logical", f.walLevel), nil

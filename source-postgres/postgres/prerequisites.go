@@ -133,6 +133,13 @@ func (db *Database) serverProblems(f serverFacts) []problem {
 	settingsProblems(p, f)
 	db.roleProblems(p, f)
 	db.slotProblems(p, f)
+	db.standbyProblems(p, f.standby)
+	if pr := db.failoverProblem(); pr != nil {
+		p.add(pr.what, pr.fix)
+	}
+	for _, note := range db.failoverNotes(f.failover) {
+		db.log.Warn(note)
+	}
 	return p.problems
 }
 
@@ -177,10 +184,14 @@ func (db *Database) slotProblems(p *prerequisites, f serverFacts) {
 func (db *Database) captureProblems(p *prerequisites, f *captureFacts, tables []*discovery.Table) {
 	access := tableAccessOf(f, tables)
 	db.tableAccessProblems(p, access)
-	wm := db.watermarksProblems(p, f)
+	// A standby's fences need no watermarks table (standby.go).
+	var wm watermarksPlan
+	if !db.standby {
+		wm = db.watermarksProblems(p, f)
+	}
 	// The watermarks table is published with the captured tables, and
 	// first, unless the publication is FOR ALL TABLES.
-	if !f.watermarks.published && !f.publication.allTables {
+	if !db.standby && !f.watermarks.published && !f.publication.allTables {
 		name := db.quotedWatermarks()
 		access.unpublished = append([]string{name}, access.unpublished...)
 		if !wm.owned {
@@ -189,6 +200,7 @@ func (db *Database) captureProblems(p *prerequisites, f *captureFacts, tables []
 	}
 	db.publicationProblems(p, f, tables, access, wm)
 	db.publicationFilterProblems(p, f, tables)
+	db.standbyChanges(p)
 }
 
 // tableAccess is what the user lacks on the captured tables, as quoted

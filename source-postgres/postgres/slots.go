@@ -64,8 +64,8 @@ func (db *Database) ensureSlot(ctx context.Context, cursor string, reset bool) e
 				return err
 			}
 		}
-		if _, err := db.conn.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", slot); err != nil {
-			return fmt.Errorf("creating replication slot %q: %w", slot, err)
+		if err := db.createSlot(ctx, slot); err != nil {
+			return err
 		}
 		db.log.WithField("slot", slot).Info("created replication slot")
 		return nil
@@ -81,7 +81,7 @@ func (db *Database) ensureSlot(ctx context.Context, cursor string, reset bool) e
 	if have > want {
 		return fmt.Errorf("replication slot %q has been advanced to %s, past the capture's checkpoint at %s, so the changes in between are gone: %s", slot, have, want, db.mode.slotRecovery())
 	}
-	return nil
+	return db.checkSlotFailover(ctx, slot)
 }
 
 // dropStaleSlot drops the slot that a capture starting without state finds

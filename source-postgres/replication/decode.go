@@ -67,6 +67,7 @@ func (s *Stream) commit(src []byte) error {
 	if s.opts.Committed != nil {
 		s.opts.Committed(s.txn.TxID)
 	}
+	s.fenceAtCommit(s.prevEnd)
 	s.send(&sqlcapture.Commit{
 		Cursor:     m.TransactionEndLSN.String(),
 		Position:   s.prevEnd,

@@ -90,6 +90,10 @@ type Stream struct {
 	silence atomic.Pointer[error]
 	// idlePending: an idle position went unreported for being too soon.
 	idlePending atomic.Bool
+	// fence is the pending fence at a WAL position (lsnfence.go), if any;
+	// fenceSet tells the status reporter that one was set.
+	fence    atomic.Pointer[lsnFence]
+	fenceSet chan struct{}
 
 	// Everything below belongs to the receiving goroutine.
 	relations relationCache
@@ -153,6 +157,7 @@ func newStream(conn *pgconn.PgConn, startLSN uint64, opts Options) *Stream {
 		free:      make(chan *sqlcapture.Batch, batchesQueued+2),
 		closed:    make(chan struct{}),
 		exited:    make(chan struct{}),
+		fenceSet:  make(chan struct{}, 1),
 		relations: newRelationCache(opts),
 		prevEnd:   startLSN,
 		idleLSN:   startLSN,
@@ -244,9 +249,33 @@ func (s *Stream) sendStatus(ctx context.Context, replyRequested bool) error {
 func (s *Stream) reportStatus() {
 	ticker := time.NewTicker(s.opts.IdleInterval)
 	defer ticker.Stop()
+	// While a fence at a WAL position waits, the server is asked for its
+	// position often: it may not send one by itself when it catches up.
+	// The ticker runs only then (fenceWaiting is nil otherwise).
+	var fenceTicker *time.Ticker
+	var fenceWaiting <-chan time.Time
+	defer func() {
+		if fenceTicker != nil {
+			fenceTicker.Stop()
+		}
+	}()
 	last := time.Now()
 	for {
 		select {
+		case <-s.fenceSet:
+			if fenceTicker == nil {
+				fenceTicker = time.NewTicker(fencePoll)
+				fenceWaiting = fenceTicker.C
+			}
+		case <-fenceWaiting:
+			if s.fence.Load() == nil {
+				fenceTicker.Stop()
+				fenceTicker, fenceWaiting = nil, nil
+				continue
+			}
+			if err := s.sendStatus(context.Background(), true); err != nil {
+				s.log.WithError(err).Debug("asking for the server's position failed")
+			}
 		case <-ticker.C:
 			if !s.idlePending.Swap(false) && time.Since(last) < s.opts.StatusInterval {
 				continue
@@ -260,6 +289,10 @@ func (s *Stream) reportStatus() {
 		}
 	}
 }
+
+// fencePoll is how often the server is asked for its position while a
+// fence at a WAL position waits.
+const fencePoll = 20 * time.Millisecond
 
 // receive runs the receive loop until the stream ends, then closes Events
 // with the reason in Err.
@@ -309,6 +342,7 @@ func (s *Stream) receiveLoop() error {
 					}
 				}
 				s.serverEnd = max(s.serverEnd, uint64(pkm.ServerWALEnd))
+				s.fenceAtKeepalive(uint64(pkm.ServerWALEnd))
 				s.idle(uint64(pkm.ServerWALEnd))
 			case pglogrepl.XLogDataByteID:
 				xld, err := pglogrepl.ParseXLogData(m.Data[1:])
