@@ -150,3 +150,125 @@ func TestStreamedTransactions(t *testing.T) {
 		}
 	}
 }
+
+// streamCount returns how many times the server streamed a block of an
+// in-progress transaction to the fixture's slot (14+).
+func (f *fixture) streamCount(t *testing.T) int64 {
+	t.Helper()
+	var n int64
+	err := f.conn.QueryRow(context.Background(), `SELECT coalesce(sum(stream_count), 0)::bigint FROM pg_stat_replication_slots WHERE slot_name = $1`, f.slot).Scan(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestStreamedTransactionCrash kills the connector with SIGKILL while the
+// server streams it a large transaction, before its commit, then while it
+// emits the committed transaction and once it has emitted it without the
+// runtime acknowledging, and restarts it each time from the last
+// acknowledged state. The runtime's committed documents must hold every
+// row of the committed transaction exactly once, nothing of its rolled
+// back subtransaction nor of a streamed transaction rolled back while the
+// connector was down, and equal the table.
+func TestStreamedTransactionCrash(t *testing.T) {
+	f := newFixture(t)
+	if !f.server(t).Has(pgversion.StreamingInProgress) {
+		t.Skip("PostgreSQL 13 does not stream transactions in progress")
+	}
+	f.streamSmallTransactions(t)
+	f.exec(t, `CREATE TABLE public.st (id int PRIMARY KEY, v text NOT NULL)`)
+	bindings := []testsupport.Binding{{Namespace: "public", Stream: "st", Key: []string{"/id"}}}
+	open := func(state json.RawMessage, autoAck bool) *testsupport.Session {
+		return f.connector.Open(t, testsupport.OpenRequest(f.config(), bindings, state), testsupport.SessionOptions{AutoAck: autoAck})
+	}
+	var committed []json.RawMessage
+	var state json.RawMessage
+	// commitAll takes every checkpoint of a session run with AutoAck as
+	// committed; sessions without acknowledgements commit nothing.
+	commitAll := func(s *testsupport.Session) {
+		for _, docs := range committedDocs(s, len(s.Checkpoints())) {
+			committed = append(committed, docs...)
+		}
+		state = s.AckedState()
+	}
+	hasID := func(docs []testsupport.Captured, id float64) bool {
+		for _, c := range docs {
+			if parseDoc(t, c.Doc).Fields["id"] == id {
+				return true
+			}
+		}
+		return false
+	}
+
+	s := open(nil, true)
+	f.exec(t, `INSERT INTO public.st VALUES (1, 'before')`)
+	s.WaitFor(t, 30*time.Second, "the row committed before the large transaction", func(s *testsupport.Session) bool {
+		return !backfilling(t, s.State(), bindings) && hasID(s.Docs(), 1)
+	})
+
+	ctx := context.Background()
+	a, b := f.pg.Connect(t, f.db), f.pg.Connect(t, f.db)
+	run := func(c *pgx.Conn, sql string, args ...any) {
+		t.Helper()
+		if _, err := c.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	ins := `INSERT INTO public.st SELECT g, rpad(g::text, 60, 'x') FROM generate_series($1::int, $2::int) g`
+	base := f.streamCount(t)
+	run(a, "BEGIN")
+	run(a, ins, 1001, 11000)
+	run(a, "SAVEPOINT s")
+	run(a, ins, 11001, 13000)
+	run(a, "ROLLBACK TO SAVEPOINT s")
+	run(a, ins, 13001, 16000)
+	run(b, "BEGIN")
+	run(b, ins, 50001, 56000)
+	waitUntil(t, 30*time.Second, "the server to stream the open transactions", func() bool { return f.streamCount(t) >= base+4 })
+	s.Kill() // 1: inside the streamed transactions
+	commitAll(s)
+
+	run(a, `UPDATE public.st SET v = 'updated' WHERE id BETWEEN 1001 AND 2000`)
+	run(a, "COMMIT")
+	run(b, "ROLLBACK")
+	const want = 10000 + 3000 // rows of the committed transaction
+
+	s = open(state, false)
+	s.WaitFor(t, 60*time.Second, "part of the committed transaction", func(s *testsupport.Session) bool {
+		return len(s.Docs())+len(s.Pending()) > want/3
+	})
+	s.Kill() // 2: while it emits the committed transaction, acknowledging nothing
+
+	s = open(state, false)
+	s.WaitFor(t, 60*time.Second, "the whole committed transaction", func(s *testsupport.Session) bool {
+		return len(s.Docs()) >= want+1000
+	})
+	s.Kill() // 3: after it emitted it, acknowledging nothing
+
+	s = open(state, true)
+	f.exec(t, `INSERT INTO public.st VALUES (99999, 'sentinel')`)
+	s.WaitFor(t, 60*time.Second, "the sentinel row", func(s *testsupport.Session) bool { return hasID(s.Docs(), 99999) })
+	s.Kill()
+	commitAll(s)
+
+	inserted := map[float64]int{}
+	for _, raw := range committed {
+		d := parseDoc(t, raw)
+		id := d.Fields["id"].(float64)
+		if (id > 11000 && id <= 13000) || id > 50000 && id <= 56000 {
+			t.Fatalf("a row of a rolled back (sub)transaction was committed: %s", raw)
+		}
+		if d.Meta.Op == "c" {
+			inserted[id]++
+		}
+	}
+	for id, n := range inserted {
+		if n != 1 {
+			t.Errorf("row %v was committed as inserted %d times", id, n)
+		}
+	}
+	if d := diffAgainstTable(t, f, committed, []string{"/id"}, `SELECT json_build_array(id)::text, to_jsonb(st)::text FROM public.st`); !d.ok() {
+		t.Errorf("the committed documents reduced by key differ from the table: %s", d)
+	}
+}
