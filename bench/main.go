@@ -8,7 +8,9 @@
 //   - inserts -rows more rows in transactions of -txn-rows and times the
 //     connector catching up on them from its checkpoint, beside
 //     pg_recvlogical draining the same WAL from a slot of its own, the limit;
-//   - optionally streams one transaction of -big-txn rows the same way;
+//   - optionally streams one transaction of -big-txn rows the same way,
+//     and again live: timed from its BEGIN with the consumer waiting
+//     (live.go);
 //   - times -latency single-row commits from the INSERT to the checkpoint
 //     that carries the row on the connector's stdout;
 //
@@ -263,6 +265,9 @@ func run(ctx context.Context, opts options, log io.Writer) (*results, error) {
 	}
 	if opts.bigTxn > 0 {
 		if err := b.streaming(ctx, fmt.Sprintf("streaming, one %s-row txn", count(opts.bigTxn)), opts.bigTxn, opts.bigTxn); err != nil {
+			return nil, err
+		}
+		if err := b.live(ctx, opts.bigTxn); err != nil {
 			return nil, err
 		}
 	}
@@ -580,9 +585,13 @@ func (r *results) finish(runs []measurement) {
 			continue
 		}
 		m.RatioToLimit = m.RowsPerSecond / limits[m.Phase]
-		m.Target = streamingTarget
-		if m.Phase == "backfill" {
+		switch {
+		case m.Phase == "backfill":
 			m.Target = backfillTarget
+		case strings.Contains(m.Phase, "one "):
+			m.Target = bigTxnTarget // live.go
+		default:
+			m.Target = streamingTarget
 		}
 	}
 }
