@@ -120,7 +120,8 @@ func (b *bench) recvlogicalLive(ctx context.Context, phase string, insert func()
 	if err := b.srv.createSlot(ctx, slot); err != nil {
 		return measurement{}, err
 	}
-	defer b.srv.dropSlot(context.WithoutCancel(ctx), slot) //nolint:errcheck // a leftover slot is recreated by the next turn
+	// A slot left over by a failure is recreated by the next turn.
+	defer b.srv.dropSlot(context.WithoutCancel(ctx), slot)
 	before, err := b.srv.flushLSN(ctx)
 	if err != nil {
 		return measurement{}, err
@@ -129,7 +130,9 @@ func (b *bench) recvlogicalLive(ctx context.Context, phase string, insert func()
 	if err != nil {
 		return measurement{}, err
 	}
-	out.Close()
+	if err := out.Close(); err != nil {
+		return measurement{}, err
+	}
 	defer os.Remove(out.Name())
 	logPath := filepath.Join(b.logDir, slug(phase)+"-pg_recvlogical.log")
 	logFile, err := os.Create(logPath)
@@ -148,13 +151,15 @@ func (b *bench) recvlogicalLive(ctx context.Context, phase string, insert func()
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	// stop ends pg_recvlogical, which may have exited already; its exit
+	// status says nothing about the measurement.
 	stop := func() {
-		cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck // it may have exited; its exit is awaited below
+		cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-exited:
+		case <-exited: //nolint:errcheck // see above
 		case <-time.After(10 * time.Second):
-			cmd.Process.Kill() //nolint:errcheck // as above
-			<-exited
+			cmd.Process.Kill()
+			<-exited //nolint:errcheck // see above
 		}
 	}
 	var rss rssSampler

@@ -259,9 +259,9 @@ func (s *Stream) replayRecord(r *txnRecord) error {
 	case recChange:
 		b := s.current()
 		start := len(b.Arena)
-		arena := append(b.Arena, r.key...)
-		keyEnd := len(arena)
-		arena, err := document.CompleteChange(arena, r.doc, &s.txn)
+		b.Arena = append(b.Arena, r.key...)
+		keyEnd := len(b.Arena)
+		arena, err := document.CompleteChange(b.Arena, r.doc, &s.txn)
 		if err != nil {
 			return err
 		}

@@ -163,7 +163,7 @@ func (l *txnLog) write(p []byte, dir string) error {
 		// Unlinked at once: the file lives as long as it is open, and no
 		// longer, however the process ends.
 		if err := os.Remove(f.Name()); err != nil {
-			f.Close()
+			f.Close() //nolint:errcheck // the unlink failure is what matters
 			return fmt.Errorf("unlinking %s: %w", f.Name(), err)
 		}
 		l.file = f
@@ -178,7 +178,7 @@ func (l *txnLog) write(p []byte, dir string) error {
 // close discards the log, deleting its file.
 func (l *txnLog) close() {
 	if l.file != nil {
-		l.file.Close()
+		l.file.Close() //nolint:errcheck // a file being discarded: nothing was to be read from it
 		l.file = nil
 	}
 	l.buf = nil
