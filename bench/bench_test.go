@@ -209,8 +209,9 @@ func TestBenchmarkRuns(t *testing.T) {
 		}
 	}
 	// backfill: COPY, keyset, 2 codecs; each streaming phase: pg_recvlogical,
-	// 2 codecs; the live one: pg_recvlogical, the first codec.
-	if len(res.Measurements) != 4+3+3+2 {
+	// 2 codecs, and the one-transaction one pg_recvlogical streaming; the
+	// live one: pg_recvlogical, the first codec.
+	if len(res.Measurements) != 4+3+4+2 {
 		t.Errorf("measurements:\n%s", strings.Join(consumers, "\n"))
 	}
 	if res.Latency == nil || res.Latency.Commits != 5 || res.Latency.P50Ms <= 0 {

@@ -385,6 +385,21 @@ func (b *bench) streaming(ctx context.Context, phase string, rows, txnRows int64
 			return err
 		}
 		b.add(phase, true, m)
+		if rows == txnRows {
+			// One transaction: how fast the server streams it at all.
+			b.progress(phase, rep, "pg_recvlogical, streaming on")
+			if err := b.srv.copySlot(ctx, recvBase, recvSlot); err != nil {
+				return err
+			}
+			m, err := recvlogicalRun(ctx, b.srv, recvSlot, endpos, rows, filepath.Join(b.logDir, slug(phase)+"-pg_recvlogical-streaming.log"), true)
+			if err != nil {
+				return err
+			}
+			if err := b.srv.dropSlot(ctx, recvSlot); err != nil {
+				return err
+			}
+			b.add(phase, false, m)
+		}
 
 		for _, codec := range b.opts.codecs {
 			b.progress(phase, rep, "connector, "+codec+" codec")

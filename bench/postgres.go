@@ -391,7 +391,19 @@ func (s *server) recvlogicalConninfo() string {
 }
 
 func recvlogicalBaseline(ctx context.Context, srv *server, slot string, endpos pglogrepl.LSN, rows int64, logPath string) (measurement, error) {
+	return recvlogicalRun(ctx, srv, slot, endpos, rows, logPath, false)
+}
+
+// recvlogicalRun is recvlogicalBaseline, or with streaming set the same with
+// pgoutput's protocol version 2 and streaming 'on': the server streaming a
+// large transaction while decoding it to a consumer that does nothing with
+// it, which no streaming consumer can outrun.
+func recvlogicalRun(ctx context.Context, srv *server, slot string, endpos pglogrepl.LSN, rows int64, logPath string, streaming bool) (measurement, error) {
 	conninfo := srv.recvlogicalConninfo()
+	proto, consumer := "1", "pg_recvlogical, pgoutput proto_version 1"
+	if streaming {
+		proto, consumer = "2", "pg_recvlogical, proto_version 2, streaming on (reference)"
+	}
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return measurement{}, err
@@ -399,8 +411,11 @@ func recvlogicalBaseline(ctx context.Context, srv *server, slot string, endpos p
 	defer logFile.Close()
 	cmd := exec.CommandContext(ctx, "pg_recvlogical", "--dbname", conninfo, "--slot", slot,
 		"--start", "--endpos", endpos.String(), "--no-loop",
-		"--option", "proto_version=1", "--option", "publication_names="+publication,
-		"--file", "/dev/null")
+		"--option", "proto_version="+proto, "--option", "publication_names="+publication)
+	if streaming {
+		cmd.Args = append(cmd.Args, "--option", "streaming=on")
+	}
+	cmd.Args = append(cmd.Args, "--file", "/dev/null")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
@@ -425,7 +440,7 @@ func recvlogicalBaseline(ctx context.Context, srv *server, slot string, endpos p
 		return measurement{}, fmt.Errorf("pg_recvlogical exited at %s, before the end of the inserted rows at %s (log: %s)", confirmed, endpos, logPath)
 	}
 	m := measurement{
-		Consumer: "pg_recvlogical, pgoutput proto_version 1",
+		Consumer: consumer,
 		Rows:     rows,
 		Seconds:  elapsed.Seconds(),
 		PeakRSS:  rss.peak(),
