@@ -251,7 +251,7 @@ func headLen(kind byte) (int, error) {
 func (l *txnLog) decodeHead(h []byte, r *txnRecord) (a, b int, err error) {
 	r.kind = h[0]
 	r.subxid = binary.BigEndian.Uint32(h[1:])
-	r.key, r.doc = nil, nil
+	r.key, r.doc, r.op, r.stream = nil, nil, 0, sqlcapture.StreamID{}
 	stream := func(i uint16) error {
 		if int(i) >= len(l.streams) {
 			return errBadRecord
