@@ -208,8 +208,10 @@ func TestBenchmarkRuns(t *testing.T) {
 			t.Errorf("%s: ratio %.2f, peak RSS %d, CPU %.3fs; want all of them", m.Consumer, m.RatioToLimit, m.PeakRSS, m.CPUSeconds)
 		}
 	}
-	// backfill: COPY, keyset, 2 codecs; each streaming phase: pg_recvlogical, 2 codecs.
-	if len(res.Measurements) != 4+3+3 {
+	// backfill: COPY, keyset, 2 codecs; each streaming phase: pg_recvlogical,
+	// 2 codecs, and the one-transaction one pg_recvlogical streaming; the
+	// live one: pg_recvlogical, the first codec.
+	if len(res.Measurements) != 4+3+4+2 {
 		t.Errorf("measurements:\n%s", strings.Join(consumers, "\n"))
 	}
 	if res.Latency == nil || res.Latency.Commits != 5 || res.Latency.P50Ms <= 0 {

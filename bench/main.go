@@ -8,7 +8,9 @@
 //   - inserts -rows more rows in transactions of -txn-rows and times the
 //     connector catching up on them from its checkpoint, beside
 //     pg_recvlogical draining the same WAL from a slot of its own, the limit;
-//   - optionally streams one transaction of -big-txn rows the same way;
+//   - optionally streams one transaction of -big-txn rows the same way,
+//     and again live: timed from its BEGIN with the consumer waiting
+//     (live.go);
 //   - times -latency single-row commits from the INSERT to the checkpoint
 //     that carries the row on the connector's stdout;
 //
@@ -265,6 +267,9 @@ func run(ctx context.Context, opts options, log io.Writer) (*results, error) {
 		if err := b.streaming(ctx, fmt.Sprintf("streaming, one %s-row txn", count(opts.bigTxn)), opts.bigTxn, opts.bigTxn); err != nil {
 			return nil, err
 		}
+		if err := b.live(ctx, opts.bigTxn); err != nil {
+			return nil, err
+		}
 	}
 	// Last: its commits reach only the first codec's capture, and would be
 	// extra rows for the others in a later streaming phase.
@@ -380,6 +385,21 @@ func (b *bench) streaming(ctx context.Context, phase string, rows, txnRows int64
 			return err
 		}
 		b.add(phase, true, m)
+		if rows == txnRows {
+			// One transaction: how fast the server streams it at all.
+			b.progress(phase, rep, "pg_recvlogical, streaming on")
+			if err := b.srv.copySlot(ctx, recvBase, recvSlot); err != nil {
+				return err
+			}
+			m, err := recvlogicalRun(ctx, b.srv, recvSlot, endpos, rows, filepath.Join(b.logDir, slug(phase)+"-pg_recvlogical-streaming.log"), true)
+			if err != nil {
+				return err
+			}
+			if err := b.srv.dropSlot(ctx, recvSlot); err != nil {
+				return err
+			}
+			b.add(phase, false, m)
+		}
 
 		for _, codec := range b.opts.codecs {
 			b.progress(phase, rep, "connector, "+codec+" codec")
@@ -580,9 +600,13 @@ func (r *results) finish(runs []measurement) {
 			continue
 		}
 		m.RatioToLimit = m.RowsPerSecond / limits[m.Phase]
-		m.Target = streamingTarget
-		if m.Phase == "backfill" {
+		switch {
+		case m.Phase == "backfill":
 			m.Target = backfillTarget
+		case strings.Contains(m.Phase, "one "):
+			m.Target = bigTxnTarget // live.go
+		default:
+			m.Target = streamingTarget
 		}
 	}
 }

@@ -67,6 +67,8 @@ CREATE TABLE public.bench (
 );
 CREATE PUBLICATION flow_publication FOR TABLE public.flow_watermarks, public.bench
 	WITH (publish_via_partition_root = true);
+CREATE TABLE public.bench_recv (LIKE public.bench INCLUDING ALL);
+CREATE PUBLICATION bench_recv_publication FOR TABLE public.bench_recv;
 `
 
 // insertSQL inserts the rows with ids $1 through $2 in one statement.
@@ -170,9 +172,15 @@ func (s *server) connectorConfig(slot string, chunkSize int) ([]byte, error) {
 
 // insert adds the rows with ids from through to, in transactions of txnRows.
 func (s *server) insert(ctx context.Context, from, to int64, txnRows int64) error {
+	return s.insertInto(ctx, "public."+benchTable, from, to, txnRows)
+}
+
+// insertInto is insert into table, which has the benchmark table's columns.
+func (s *server) insertInto(ctx context.Context, table string, from, to int64, txnRows int64) error {
+	sql := strings.Replace(insertSQL, "public.bench", table, 1)
 	for lo := from; lo <= to; lo += txnRows {
 		hi := min(lo+txnRows-1, to)
-		if _, err := s.admin.Exec(ctx, insertSQL, lo, hi); err != nil {
+		if _, err := s.admin.Exec(ctx, sql, lo, hi); err != nil {
 			return fmt.Errorf("inserting rows %d to %d: %w", lo, hi, err)
 		}
 	}
@@ -227,6 +235,25 @@ func (s *server) dropSlot(ctx context.Context, slot string) error {
 		return fmt.Errorf("dropping replication slot %s: %w", slot, err)
 	}
 	return nil
+}
+
+// waitSlotActive waits until a process streams from slot.
+func (s *server) waitSlotActive(ctx context.Context, slot string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		var active bool
+		err := s.admin.QueryRow(ctx, "SELECT coalesce(bool_or(active), false) FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&active)
+		if err != nil {
+			return fmt.Errorf("reading whether slot %s is active: %w", slot, err)
+		}
+		if active {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nothing streamed from slot %s within %v", slot, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func (s *server) confirmedFlush(ctx context.Context, slot string) (pglogrepl.LSN, error) {
@@ -354,11 +381,29 @@ func keysetBaseline(ctx context.Context, connURL string, chunkSize int) (measure
 
 // recvlogicalBaseline drains slot up to endpos with pg_recvlogical and the
 // pgoutput plugin at protocol version 1, what the connector asks for.
-func recvlogicalBaseline(ctx context.Context, srv *server, slot string, endpos pglogrepl.LSN, rows int64, logPath string) (measurement, error) {
-	conninfo := strings.Join([]string{
-		"host=" + srv.pg.Host(), "port=" + strconv.Itoa(srv.pg.Port()), "dbname=" + database,
+// recvlogicalConninfo is how pg_recvlogical connects: over TCP as the
+// capture user, like the connector.
+func (s *server) recvlogicalConninfo() string {
+	return strings.Join([]string{
+		"host=" + s.pg.Host(), "port=" + strconv.Itoa(s.pg.Port()), "dbname=" + database,
 		"user=" + captureUser, "password=" + capturePass, "sslmode=disable",
 	}, " ")
+}
+
+func recvlogicalBaseline(ctx context.Context, srv *server, slot string, endpos pglogrepl.LSN, rows int64, logPath string) (measurement, error) {
+	return recvlogicalRun(ctx, srv, slot, endpos, rows, logPath, false)
+}
+
+// recvlogicalRun is recvlogicalBaseline, or with streaming set the same with
+// pgoutput's protocol version 2 and streaming 'on': the server streaming a
+// large transaction while decoding it to a consumer that does nothing with
+// it, which no streaming consumer can outrun.
+func recvlogicalRun(ctx context.Context, srv *server, slot string, endpos pglogrepl.LSN, rows int64, logPath string, streaming bool) (measurement, error) {
+	conninfo := srv.recvlogicalConninfo()
+	proto, consumer := "1", "pg_recvlogical, pgoutput proto_version 1"
+	if streaming {
+		proto, consumer = "2", "pg_recvlogical, proto_version 2, streaming on (reference)"
+	}
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return measurement{}, err
@@ -366,8 +411,11 @@ func recvlogicalBaseline(ctx context.Context, srv *server, slot string, endpos p
 	defer logFile.Close()
 	cmd := exec.CommandContext(ctx, "pg_recvlogical", "--dbname", conninfo, "--slot", slot,
 		"--start", "--endpos", endpos.String(), "--no-loop",
-		"--option", "proto_version=1", "--option", "publication_names="+publication,
-		"--file", "/dev/null")
+		"--option", "proto_version="+proto, "--option", "publication_names="+publication)
+	if streaming {
+		cmd.Args = append(cmd.Args, "--option", "streaming=on")
+	}
+	cmd.Args = append(cmd.Args, "--file", "/dev/null")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
@@ -392,7 +440,7 @@ func recvlogicalBaseline(ctx context.Context, srv *server, slot string, endpos p
 		return measurement{}, fmt.Errorf("pg_recvlogical exited at %s, before the end of the inserted rows at %s (log: %s)", confirmed, endpos, logPath)
 	}
 	m := measurement{
-		Consumer: "pg_recvlogical, pgoutput proto_version 1",
+		Consumer: consumer,
 		Rows:     rows,
 		Seconds:  elapsed.Seconds(),
 		PeakRSS:  rss.peak(),

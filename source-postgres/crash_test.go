@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"pgcapture/protocol"
+	"pgcapture/source-postgres/pgversion"
 	"pgcapture/sqlcapture"
 	"pgcapture/testsupport"
 )
@@ -34,6 +35,11 @@ import (
 // for the keys its backfill has reached. (A change lost during a backfill
 // would often be repaired by a later change of the same row before the
 // end: the checks along the way catch it before that.)
+//
+// One transaction in 15 rewrites a whole table (after rewriting it once in
+// a savepoint it rolls back), and logical_decoding_work_mem is 64kB: from
+// 14 on, the server streams those while in progress, so kills land inside
+// streamed transactions too.
 //
 // PGCAPTURE_CRASH_DURATION (e.g. 60s) lengthens the crash phase from its
 // default of 15s; PGCAPTURE_CRASH_SEED replays a run's random choices.
@@ -59,6 +65,9 @@ func TestCrashRecovery(t *testing.T) {
 
 	f := newFixture(t)
 	f.advanced["backfill_chunk_size"] = 7
+	// From 14 on, the server streams the workload's larger transactions
+	// while they are in progress, so kills land inside streamed ones too.
+	f.streamSmallTransactions(t)
 	tables := crashTables(t, f)
 	f.exec(t, `CREATE TABLE public.crash_sentinel (id int PRIMARY KEY, n bigint)`)
 
@@ -66,7 +75,7 @@ func TestCrashRecovery(t *testing.T) {
 	for _, tbl := range tables {
 		workload = append(workload, testsupport.WorkloadTable{Name: "public." + tbl.name, Key: tbl.key, Keys: tbl.pool, Big: tbl.big})
 	}
-	w := testsupport.StartWorkload(t, f.pg, f.db, workload, testsupport.WorkloadOptions{Seed: seed, Pause: 10 * time.Millisecond})
+	w := testsupport.StartWorkload(t, f.pg, f.db, workload, testsupport.WorkloadOptions{Seed: seed, Pause: 10 * time.Millisecond, Large: 15})
 
 	// The last table joins the capture once the others stream (and the
 	// connector was killed while they did), so that it is backfilled, and
@@ -135,6 +144,13 @@ func TestCrashRecovery(t *testing.T) {
 
 	t.Logf("%d kills (%d during a backfill), %d consistency checks on the way, %d acknowledged checkpoints, %d unacknowledged ones discarded; workload: %d transactions committed, %d rolled back, %d conflicts",
 		c.kills, c.killsInBackfill, c.checks, c.acked, c.discarded, stats.Committed, stats.RolledBack, stats.Conflicts)
+	if f.server(t).Has(pgversion.StreamingInProgress) {
+		n := f.streamedTxns(t)
+		t.Logf("the server streamed %d transactions while in progress", n)
+		if n == 0 {
+			t.Error("the server streamed no transaction while in progress: the kills never landed inside one")
+		}
+	}
 	if c.kills < 5 || c.killsInBackfill == 0 || c.killsInBackfill == c.kills {
 		t.Errorf("the crash phase should kill the connector several times both during backfills and while streaming; it killed it %d times, %d of them during a backfill", c.kills, c.killsInBackfill)
 	}

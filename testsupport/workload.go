@@ -42,6 +42,12 @@ type WorkloadOptions struct {
 	// Pause is how long each writer waits between transactions (default
 	// 2ms), which bounds the change rate.
 	Pause time.Duration
+	// Large, if set, makes one transaction in Large a large one: it
+	// rewrites every row of a table with a value of about 1 kB, after
+	// doing so once more in a savepoint it rolls back; with a low
+	// logical_decoding_work_mem (64kB) the server streams it while in
+	// progress.
+	Large int
 }
 
 // WorkloadStats counts a workload's transactions.
@@ -55,6 +61,7 @@ type WorkloadStats struct {
 // transactions against tables until stopped.
 type Workload struct {
 	tables []WorkloadTable
+	large  int
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
@@ -84,7 +91,7 @@ func StartWorkload(t testing.TB, pg *Postgres, database string, tables []Workloa
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &Workload{tables: tables, cancel: cancel}
+	w := &Workload{tables: tables, large: opts.Large, cancel: cancel}
 	for i := range opts.Writers {
 		conn := pg.Connect(t, database)
 		rng := rand.New(rand.NewPCG(opts.Seed, uint64(i)))
@@ -174,9 +181,20 @@ func (w *Workload) transaction(ctx context.Context, conn *pgx.Conn, rng *rand.Ra
 		return fmt.Errorf("BEGIN: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	for range 1 + rng.IntN(4) {
-		tbl := &w.tables[rng.IntN(len(w.tables))]
-		sql, args := tbl.statement(rng)
+	statements := func() [][]any {
+		var out [][]any
+		for range 1 + rng.IntN(4) {
+			tbl := &w.tables[rng.IntN(len(w.tables))]
+			sql, args := tbl.statement(rng)
+			out = append(out, append([]any{sql}, args...))
+		}
+		return out
+	}
+	if w.large > 0 && rng.IntN(w.large) == 0 {
+		statements = func() [][]any { return w.tables[rng.IntN(len(w.tables))].large(rng) }
+	}
+	for _, st := range statements() {
+		sql, args := st[0].(string), st[1:]
 		if _, err := tx.Exec(ctx, sql, args...); err != nil {
 			if isConflict(err) {
 				w.conflicts.Add(1)
@@ -242,6 +260,19 @@ func (tbl *WorkloadTable) statement(rng *rand.Rand) (string, []any) {
 		// Several rows in one statement, in no particular key order.
 		keys := []any{key, tbl.Keys[rng.IntN(len(tbl.Keys))], tbl.Keys[rng.IntN(len(tbl.Keys))]}
 		return fmt.Sprintf(`UPDATE %s SET n = n + 1, v = v || '+' WHERE %s IN ($1, $2, $3)`, tbl.Name, tbl.Key), keys
+	}
+}
+
+// large draws the statements of a large transaction (see
+// WorkloadOptions.Large).
+func (tbl *WorkloadTable) large(rng *rand.Rand) [][]any {
+	pad := fmt.Sprintf("%s-%d-", randomText(rng), rng.IntN(1000))
+	rewrite := fmt.Sprintf(`UPDATE %s SET v = rpad($1, 1000, $1), n = n + 1`, tbl.Name)
+	return [][]any{
+		{"SAVEPOINT large"},
+		{rewrite, "rolled back " + pad},
+		{"ROLLBACK TO SAVEPOINT large"},
+		{rewrite, pad},
 	}
 }
 

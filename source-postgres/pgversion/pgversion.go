@@ -67,6 +67,10 @@ const (
 	Multiranges
 	// NumericInfinity: numeric's 'Infinity' and '-Infinity' (14).
 	NumericInfinity
+	// StreamingInProgress: pgoutput's protocol version 2 with streaming
+	// 'on', which sends a large transaction while it is in progress
+	// rather than spilling it to the server's disk until its commit (14).
+	StreamingInProgress
 	// PublicationRowFilters: pg_publication_rel.prqual, a publication's
 	// WHERE clause per table (15).
 	PublicationRowFilters
@@ -117,7 +121,7 @@ const (
 // Since returns the server_version_num of the first release with f.
 func (f Feature) Since() int {
 	switch f {
-	case SlotTwoPhase, Multiranges, NumericInfinity:
+	case SlotTwoPhase, Multiranges, NumericInfinity, StreamingInProgress:
 		return 140000
 	case PublicationRowFilters, PublicationColumnLists, PublicationSchemas, DatabaseLocaleProvider, NumericNegativeScale:
 		return 150000

@@ -34,6 +34,7 @@ func TestHas(t *testing.T) {
 		{SlotTwoPhase, 14},
 		{Multiranges, 14},
 		{NumericInfinity, 14},
+		{StreamingInProgress, 14},
 		{PublicationRowFilters, 15},
 		{PublicationColumnLists, 15},
 		{PublicationSchemas, 15},

@@ -291,6 +291,7 @@ func (db *Database) StartReplication(ctx context.Context, cursor, acknowledged s
 		Server:       net.JoinHostPort(host, strconv.Itoa(int(port))),
 		Acknowledged: uint64(acked),
 		SourceTag:    db.cfg.Advanced.SourceTag,
+		Streaming:    db.server.Has(pgversion.StreamingInProgress),
 	})
 	if err != nil {
 		conn.Close(ctx)

@@ -51,6 +51,9 @@ func (s *Stream) flush() {
 	if s.batch == nil || len(s.batch.Events) == 0 {
 		return
 	}
+	if s.streamed.cur != nil {
+		return // a streamed transaction's events go to its log (streamed.go)
+	}
 	select {
 	case s.events <- s.batch:
 	default:
@@ -64,4 +67,21 @@ func (s *Stream) flush() {
 		s.handingOff.Store(false)
 	}
 	s.batch = nil
+}
+
+// queueChange adds to b the change whose key is arena[start:keyEnd] and
+// whose document follows it to the end of arena, and hands b to the engine
+// when it is full.
+func (s *Stream) queueChange(b *sqlcapture.Batch, stream sqlcapture.StreamID, op sqlcapture.Op, arena []byte, start, keyEnd int) {
+	b.Arena = arena
+	b.Changes = append(b.Changes, sqlcapture.Change{
+		Stream: stream,
+		Op:     op,
+		Key:    arena[start:keyEnd:keyEnd],
+		Doc:    arena[keyEnd:len(arena):len(arena)],
+	})
+	b.Events = append(b.Events, &b.Changes[len(b.Changes)-1])
+	if len(b.Changes) == cap(b.Changes) || len(b.Arena) >= batchBytes {
+		s.flush()
+	}
 }

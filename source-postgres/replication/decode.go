@@ -2,6 +2,7 @@ package replication
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 
@@ -15,6 +16,9 @@ func (s *Stream) decode(lsn uint64, data []byte) error {
 	if len(data) == 0 {
 		return nil
 	}
+	if s.streamed.cur != nil {
+		return s.streamedMessage(lsn, data) // streamed.go
+	}
 	switch pglogrepl.MessageType(data[0]) {
 	case pglogrepl.MessageTypeBegin:
 		return s.begin(data[1:])
@@ -26,6 +30,12 @@ func (s *Stream) decode(lsn uint64, data []byte) error {
 		return s.rowChange(lsn, data)
 	case pglogrepl.MessageTypeTruncate:
 		return s.truncate(data[1:])
+	case pglogrepl.MessageTypeStreamStart:
+		return s.streamStart(data[1:])
+	case pglogrepl.MessageTypeStreamCommit:
+		return s.streamCommit(data[1:])
+	case pglogrepl.MessageTypeStreamAbort:
+		return s.streamAbort(data[1:])
 	case pglogrepl.MessageTypeType, pglogrepl.MessageTypeOrigin, pglogrepl.MessageTypeMessage:
 		// Type and Origin messages need nothing: types are resolved from
 		// the catalog by OID. Logical messages are not requested.
@@ -59,8 +69,14 @@ func (s *Stream) commit(src []byte) error {
 	if err := m.Decode(src); err != nil {
 		return fmt.Errorf("decoding Commit: %w", err)
 	}
+	s.committed(m.TransactionEndLSN, m.CommitTime)
+	return nil
+}
+
+// committed ends the open transaction, ordinary or streamed, at end.
+func (s *Stream) committed(end pglogrepl.LSN, commitTime time.Time) {
 	s.inTxn = false
-	s.prevEnd = uint64(m.TransactionEndLSN)
+	s.prevEnd = uint64(end)
 	if s.prevEnd > s.idleLSN {
 		s.idleLSN = s.prevEnd
 	}
@@ -69,12 +85,11 @@ func (s *Stream) commit(src []byte) error {
 	}
 	s.fenceAtCommit(s.prevEnd)
 	s.send(&sqlcapture.Commit{
-		Cursor:     m.TransactionEndLSN.String(),
+		Cursor:     end.String(),
 		Position:   s.prevEnd,
 		SourceEnd:  s.serverEnd,
-		CommitTime: m.CommitTime,
+		CommitTime: commitTime,
 	})
-	return nil
 }
 
 // relation caches a table's description; a captured table whose columns

@@ -85,17 +85,7 @@ func (s *Stream) emit(rel *relation, op sqlcapture.Op, src *document.Source, row
 		return err
 	}
 	arena = document.End(arena)
-	b.Arena = arena
-	b.Changes = append(b.Changes, sqlcapture.Change{
-		Stream: rel.stream,
-		Op:     op,
-		Key:    arena[start:keyEnd:keyEnd],
-		Doc:    arena[keyEnd:len(arena):len(arena)],
-	})
-	b.Events = append(b.Events, &b.Changes[len(b.Changes)-1])
-	if len(b.Changes) == cap(b.Changes) || len(b.Arena) >= batchBytes {
-		s.flush()
-	}
+	s.queueChange(b, rel.stream, op, arena, start, keyEnd)
 	return nil
 }
 

@@ -47,7 +47,11 @@ const columnInIdentity = 1
 // a session and again whenever the table's columns change, so a row always
 // decodes against the columns it was written with.
 type relationCache struct {
-	byID       map[uint32]*relation
+	byID map[uint32]*relation
+	// txn, while a block of a streamed transaction is decoded, holds the
+	// relations described to that transaction, consulted first
+	// (streamed.go).
+	txn        map[uint32]*relation
 	tables     map[sqlcapture.StreamID]*discovery.Table
 	watermarks sqlcapture.StreamID
 	types      *pgtypes.Registry
@@ -65,7 +69,12 @@ func newRelationCache(opts Options) relationCache {
 }
 
 // get returns the relation with the id, or nil before its Relation message.
-func (c *relationCache) get(id uint32) *relation { return c.byID[id] }
+func (c *relationCache) get(id uint32) *relation {
+	if rel := c.txn[id]; rel != nil {
+		return rel
+	}
+	return c.byID[id]
+}
 
 // put caches what a Relation message describes and reports whether a
 // captured table's columns changed, from those it had before in the stream
@@ -74,8 +83,12 @@ func (c *relationCache) put(m *pglogrepl.RelationMessage) (rel *relation, change
 	if rel, err = c.newRelation(m); err != nil {
 		return nil, false, err
 	}
-	prev := c.byID[m.RelationID]
-	c.byID[m.RelationID] = rel
+	prev := c.get(m.RelationID)
+	if c.txn != nil {
+		c.txn[m.RelationID] = rel
+	} else {
+		c.byID[m.RelationID] = rel
+	}
 	return rel, rel.table != nil && rel.changedFrom(prev), nil
 }
 

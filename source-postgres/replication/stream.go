@@ -62,6 +62,12 @@ type Options struct {
 	// Acknowledged is the position reported as confirmed until Acknowledge
 	// reports a later one (0: the start position).
 	Acknowledged uint64
+	// Streaming asks for large transactions to be streamed while in
+	// progress (protocol version 2, PostgreSQL 14 and later); SpillDir is
+	// where their changes wait for the commit beyond a bound in memory
+	// (default: the temporary directory). See streamed.go.
+	Streaming bool
+	SpillDir  string
 }
 
 // Stream is an open replication stream.
@@ -97,6 +103,7 @@ type Stream struct {
 
 	// Everything below belongs to the receiving goroutine.
 	relations relationCache
+	streamed  streamedTxns
 	batch     *sqlcapture.Batch // being filled
 	// oldKey and newKey are scratch space for detecting key changes.
 	oldKey, newKey []byte
@@ -117,10 +124,9 @@ var _ sqlcapture.ReplicationStream = (*Stream)(nil)
 // position). The connection must be a replication=database connection; the
 // Stream owns it from now on.
 func Start(ctx context.Context, conn *pgconn.PgConn, startLSN uint64, opts Options) (*Stream, error) {
-	args := []string{
-		"proto_version '1'",
-		"publication_names " + quoteLiteral(pgx.Identifier{opts.Publication}.Sanitize()),
-	}
+	args := append(protocolArgs(opts),
+		"publication_names "+quoteLiteral(pgx.Identifier{opts.Publication}.Sanitize()),
+	)
 	if err := pglogrepl.StartReplication(ctx, conn, pgx.Identifier{opts.Slot}.Sanitize(), pglogrepl.LSN(startLSN), pglogrepl.StartReplicationOptions{PluginArgs: args}); err != nil {
 		return nil, fmt.Errorf("starting replication from slot %q at %s: %w", opts.Slot, pglogrepl.LSN(startLSN), err)
 	}
@@ -159,6 +165,7 @@ func newStream(conn *pgconn.PgConn, startLSN uint64, opts Options) *Stream {
 		exited:    make(chan struct{}),
 		fenceSet:  make(chan struct{}, 1),
 		relations: newRelationCache(opts),
+		streamed:  newStreamedTxns(opts.SpillDir),
 		prevEnd:   startLSN,
 		idleLSN:   startLSN,
 	}
@@ -298,6 +305,7 @@ const fencePoll = 20 * time.Millisecond
 // with the reason in Err.
 func (s *Stream) receive() {
 	err := s.receiveLoop()
+	s.discardStreamed()
 	if silence := s.silence.Load(); silence != nil {
 		err = *silence
 	} else if err != nil {
