@@ -51,6 +51,12 @@ const (
 	DefaultRetryTimeout   = 5 * time.Minute
 )
 
+// The values of advanced.replication_format ("" means ReplicationAuto).
+const (
+	ReplicationAuto = "auto"
+	ReplicationText = "text"
+)
+
 // sslModes are the accepted values of advanced.sslmode, with libpq's meanings,
 // and the choices its JSON schema offers.
 var sslModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
@@ -88,6 +94,9 @@ type Advanced struct {
 	// How failures of the network are noticed and recovered from.
 	NetworkTimeout string `json:"network_timeout" jsonschema:"title=Network Timeout,pattern=^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$" jsonschema_description:"How long a connection may go silent before the capture considers it dead, as a duration such as 30s or 1m: the replication stream fails over after this long without a message from the server (which sends one at least every few seconds when asked), and TCP keepalives and TCP_USER_TIMEOUT end a query's connection to a host that stopped answering after about this long."`
 	RetryTimeout   string `json:"retry_timeout" jsonschema:"title=Retry Timeout,pattern=^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$" jsonschema_description:"How long the capture keeps reconnecting, with backoff, after the connection failed (a reset, a restarting server, a silent network) before it gives up with the error, as a duration such as 5m. Authentication, permission and configuration errors are never retried."`
+
+	// How values travel on the replication stream.
+	ReplicationFormat string `json:"replication_format,omitempty" jsonschema:"title=Replication Format,enum=auto,enum=text" jsonschema_description:"auto (default): on PostgreSQL 14 and later, values are streamed in binary when every column of the captured tables has a type the connector reads in binary (built-in scalar types, enums, and domains over them), which costs the server less; otherwise in text. text: always in text. Documents are the same either way."`
 
 	// The options below are Estuary's (estuary.go); CompatibilityNotes
 	// says what those not honoured mean here.
@@ -228,6 +237,9 @@ func (a *Advanced) validate() error {
 		if _, _, err := splitTableName(entry); err != nil {
 			add(fmt.Errorf(`"advanced.skip_backfills" must be a comma-separated list of <schema>.<table> names, such as "public.orders, sales.items": entry %w`, err))
 		}
+	}
+	if a.ReplicationFormat != "" && a.ReplicationFormat != ReplicationAuto && a.ReplicationFormat != ReplicationText {
+		add(fmt.Errorf(`"advanced.replication_format" %q is not a format: use %q (binary where possible, the default) or %q`, a.ReplicationFormat, ReplicationAuto, ReplicationText))
 	}
 	if a.SSLMode != "" && !slices.Contains(sslModes, a.SSLMode) {
 		add(fmt.Errorf(`"advanced.sslmode" %q is not a valid mode: use one of %s`, a.SSLMode, strings.Join(sslModes, ", ")))

@@ -62,6 +62,8 @@ type Options struct {
 	// Acknowledged is the position reported as confirmed until Acknowledge
 	// reports a later one (0: the start position).
 	Acknowledged uint64
+	// Binary asks for values in binary (PostgreSQL 14+): see binary.go.
+	Binary bool
 }
 
 // Stream is an open replication stream.
@@ -105,6 +107,10 @@ type Stream struct {
 	// serverEnd is the server's WAL position as its last keepalive said,
 	// which commits carry to tell how far behind the capture is.
 	serverEnd uint64
+	// binText holds the current row's binary values rewritten as text
+	// (binary mode), binSpans where each is.
+	binText  []byte
+	binSpans []binSpan
 }
 
 var _ sqlcapture.ReplicationStream = (*Stream)(nil)
@@ -116,6 +122,9 @@ func Start(ctx context.Context, conn *pgconn.PgConn, startLSN uint64, opts Optio
 	args := []string{
 		"proto_version '1'",
 		"publication_names " + quoteLiteral(pgx.Identifier{opts.Publication}.Sanitize()),
+	}
+	if opts.Binary {
+		args = append(args, "binary 'true'")
 	}
 	if err := pglogrepl.StartReplication(ctx, conn, pgx.Identifier{opts.Slot}.Sanitize(), pglogrepl.LSN(startLSN), pglogrepl.StartReplicationOptions{PluginArgs: args}); err != nil {
 		return nil, fmt.Errorf("starting replication from slot %q at %s: %w", opts.Slot, pglogrepl.LSN(startLSN), err)
