@@ -153,9 +153,16 @@ func (s *server) captureURL() string {
 	return u.String()
 }
 
-// connectorConfig is the connector's endpoint configuration for slot.
-func (s *server) connectorConfig(slot string, chunkSize int) ([]byte, error) {
+// connectorConfig is the connector's endpoint configuration for slot,
+// streaming in format ("binary": the default, auto; "text"; "": unset).
+func (s *server) connectorConfig(slot string, chunkSize int, format string) ([]byte, error) {
 	advanced := map[string]any{"slotName": slot, "sslmode": "disable"}
+	switch format {
+	case "binary":
+		advanced["replication_format"] = "auto"
+	case "text":
+		advanced["replication_format"] = "text"
+	}
 	if chunkSize > 0 {
 		advanced["backfill_chunk_size"] = chunkSize
 	}
@@ -353,8 +360,9 @@ func keysetBaseline(ctx context.Context, connURL string, chunkSize int) (measure
 }
 
 // recvlogicalBaseline drains slot up to endpos with pg_recvlogical and the
-// pgoutput plugin at protocol version 1, what the connector asks for.
-func recvlogicalBaseline(ctx context.Context, srv *server, slot string, endpos pglogrepl.LSN, rows int64, logPath string) (measurement, error) {
+// pgoutput plugin at protocol version 1, what the connector asks for, with
+// binary values or pgoutput's default text ones.
+func recvlogicalBaseline(ctx context.Context, srv *server, slot string, endpos pglogrepl.LSN, rows int64, binary bool, logPath string) (measurement, error) {
 	conninfo := strings.Join([]string{
 		"host=" + srv.pg.Host(), "port=" + strconv.Itoa(srv.pg.Port()), "dbname=" + database,
 		"user=" + captureUser, "password=" + capturePass, "sslmode=disable",
@@ -364,21 +372,30 @@ func recvlogicalBaseline(ctx context.Context, srv *server, slot string, endpos p
 		return measurement{}, err
 	}
 	defer logFile.Close()
-	cmd := exec.CommandContext(ctx, "pg_recvlogical", "--dbname", conninfo, "--slot", slot,
+	args := []string{"--dbname", conninfo, "--slot", slot,
 		"--start", "--endpos", endpos.String(), "--no-loop",
-		"--option", "proto_version=1", "--option", "publication_names="+publication,
-		"--file", "/dev/null")
+		"--option", "proto_version=1", "--option", "publication_names=" + publication,
+		"--file", "/dev/null"}
+	consumer := "pg_recvlogical, pgoutput proto_version 1"
+	if binary {
+		args = append(args, "--option", "binary=true")
+		consumer += ", binary"
+	}
+	cmd := exec.CommandContext(ctx, "pg_recvlogical", args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return measurement{}, fmt.Errorf("starting pg_recvlogical (is the PostgreSQL client installed?): %w", err)
 	}
+	walsender := watchWalsender(srv, slot)
+	defer walsender.stop()
 	var rss rssSampler
 	rss.start(cmd.Process.Pid)
 	err = cmd.Wait()
 	elapsed := time.Since(start)
 	rss.stop()
+	walsenderSeconds := walsender.stop()
 	if err != nil {
 		return measurement{}, fmt.Errorf("pg_recvlogical: %w (log: %s)", err, logPath)
 	}
@@ -392,10 +409,11 @@ func recvlogicalBaseline(ctx context.Context, srv *server, slot string, endpos p
 		return measurement{}, fmt.Errorf("pg_recvlogical exited at %s, before the end of the inserted rows at %s (log: %s)", confirmed, endpos, logPath)
 	}
 	m := measurement{
-		Consumer: "pg_recvlogical, pgoutput proto_version 1",
-		Rows:     rows,
-		Seconds:  elapsed.Seconds(),
-		PeakRSS:  rss.peak(),
+		Consumer:         consumer,
+		Rows:             rows,
+		Seconds:          elapsed.Seconds(),
+		PeakRSS:          rss.peak(),
+		WalsenderSeconds: walsenderSeconds,
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		m.CPUSeconds = tvSeconds(ru.Utime) + tvSeconds(ru.Stime)
