@@ -312,6 +312,7 @@ func (db *Database) binaryReplication(tables map[sqlcapture.StreamID]*discovery.
 		db.log.WithField("reason", why).Info("streaming values in text: a captured column's type is not received in binary")
 		return false
 	}
+	db.log.Info("streaming values in binary")
 	return true
 }
 

@@ -285,8 +285,10 @@ func (s *Stream) receive() {
 		}
 	}
 	s.err = err
-	close(s.events)
+	// exited first: a consumer that sees Events closed must find the
+	// reason in Err, which reads it only once exited is closed.
 	close(s.exited)
+	close(s.events)
 }
 
 // receiveLoop reads the replication protocol: keepalives carry the server's
