@@ -6,6 +6,7 @@
 //     acknowledgements (the slot's confirmed position);
 //   - decode.go: one pgoutput message dispatched by its type;
 //   - pgoutput.go: the wire format of row messages, decoded without copies;
+//   - binary.go: binary values (PostgreSQL 14+) rewritten into their text;
 //   - relations.go: the Relation messages, cached per relation id;
 //   - documents.go: a decoded row change built into a keyed document;
 //   - batches.go: events handed to the engine in bounded, reused batches.
