@@ -229,7 +229,20 @@ func (s *server) copySlot(ctx context.Context, src, dst string) error {
 	return nil
 }
 
+// dropSlot drops slot if it exists, once the walsender of a consumer that
+// just stopped has let go of it (it may take a moment to notice).
 func (s *server) dropSlot(ctx context.Context, slot string) error {
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var active bool
+		err := s.admin.QueryRow(ctx, "SELECT count(*) > 0 FROM pg_replication_slots WHERE slot_name = $1 AND active", slot).Scan(&active)
+		if err != nil {
+			return fmt.Errorf("reading replication slot %s: %w", slot, err)
+		}
+		if !active || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if _, err := s.admin.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot); err != nil {
 		return fmt.Errorf("dropping replication slot %s: %w", slot, err)
 	}
