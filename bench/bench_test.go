@@ -193,12 +193,13 @@ func TestBenchmarkRuns(t *testing.T) {
 	}
 	res, err := run(context.Background(), options{
 		rows: 3000, txnRows: 1000, bigTxn: 2000, chunkSize: 1000,
-		codecs: codecs, latency: 5, repeat: 2, timeout: 2 * time.Minute,
+		codecs: codecs, formats: []string{"binary", "text"}, latency: 5, repeat: 2, timeout: 2 * time.Minute,
 	}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var consumers []string
+	var walsenderCPU float64
 	for _, m := range res.Measurements {
 		consumers = append(consumers, m.Phase+": "+m.Consumer)
 		if m.RowsPerSecond <= 0 || len(m.Runs) != 2 {
@@ -207,12 +208,18 @@ func TestBenchmarkRuns(t *testing.T) {
 		if strings.HasPrefix(m.Consumer, "connector") && (m.RatioToLimit <= 0 || m.PeakRSS <= 0 || m.CPUSeconds <= 0) {
 			t.Errorf("%s: ratio %.2f, peak RSS %d, CPU %.3fs; want all of them", m.Consumer, m.RatioToLimit, m.PeakRSS, m.CPUSeconds)
 		}
+		walsenderCPU += m.WalsenderSeconds
 	}
-	// backfill: COPY, keyset, 2 codecs; each streaming phase: pg_recvlogical,
-	// 2 codecs, and the one-transaction one pg_recvlogical streaming; the
-	// live one: pg_recvlogical, the first codec.
-	if len(res.Measurements) != 4+3+4+2 {
+	// backfill: COPY, keyset, 2 codecs; each streaming phase: pg_recvlogical
+	// in text and in binary, 2 codecs in 2 formats, and the one-transaction
+	// one pg_recvlogical streaming; the live one: pg_recvlogical, the first
+	// codec.
+	if len(res.Measurements) != 4+6+7+2 {
 		t.Errorf("measurements:\n%s", strings.Join(consumers, "\n"))
+	}
+	// Each run's is a few clock ticks at most, which may round to none.
+	if walsenderCPU <= 0 {
+		t.Error("no walsender CPU time was measured")
 	}
 	if res.Latency == nil || res.Latency.Commits != 5 || res.Latency.P50Ms <= 0 {
 		t.Errorf("latency %+v, want 5 commits", res.Latency)

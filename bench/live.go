@@ -71,7 +71,7 @@ func (b *bench) connectorLive(ctx context.Context, phase, codec string, rows int
 	if err != nil {
 		return measurement{}, err
 	}
-	s, _, err := b.startConnector(phase, codec, b.states[codec])
+	s, _, err := b.startConnector(phase, codec, "", b.states[codec])
 	if err != nil {
 		return measurement{}, err
 	}
@@ -80,7 +80,7 @@ func (b *bench) connectorLive(ctx context.Context, phase, codec string, rows int
 		return cursorOf(cp.state) >= idleAt, nil
 	})
 	if err != nil {
-		return measurement{}, fmt.Errorf("%s: %w (log: %s)", phase, err, b.logPath(phase, codec))
+		return measurement{}, fmt.Errorf("%s: %w (log: %s)", phase, err, b.logPath(phase, codec, ""))
 	}
 	start := time.Now()
 	if err := b.insert(ctx, rows, rows); err != nil {
@@ -93,11 +93,11 @@ func (b *bench) connectorLive(ctx context.Context, phase, codec string, rows int
 		return cp.docs-idle.docs == rows, nil
 	})
 	if err != nil {
-		return measurement{}, fmt.Errorf("%s: %w (log: %s)", phase, err, b.logPath(phase, codec))
+		return measurement{}, fmt.Errorf("%s: %w (log: %s)", phase, err, b.logPath(phase, codec, ""))
 	}
 	final, err := s.stop()
 	if err != nil {
-		return measurement{}, fmt.Errorf("%s: stopping the connector: %w (log: %s)", phase, err, b.logPath(phase, codec))
+		return measurement{}, fmt.Errorf("%s: stopping the connector: %w (log: %s)", phase, err, b.logPath(phase, codec, ""))
 	}
 	b.states[codec] = final
 	return measurement{

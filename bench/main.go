@@ -48,6 +48,7 @@ type options struct {
 	rows, txnRows, bigTxn int64
 	chunkSize             int
 	codecs                []string
+	formats               []string // replication formats of the streaming phases
 	latency, repeat       int
 	out, cpuprofile       string
 	env                   []string // added to the connector's environment
@@ -61,6 +62,7 @@ func main() {
 	flag.Int64Var(&opts.bigTxn, "big-txn", 0, "also stream one transaction of this many rows (0: skip)")
 	flag.IntVar(&opts.chunkSize, "chunk", 0, "the connector's advanced.backfill_chunk_size, also the keyset loop's (0: the connector's default)")
 	codecs := flag.String("codecs", "proto,json", "the connector codecs to measure, comma-separated")
+	formats := flag.String("formats", "binary,text", "the connector's advanced.replication_format values to stream with, comma-separated: binary (auto) and text")
 	flag.IntVar(&opts.repeat, "repeat", 1, "measure every consumer this many times, taking turns, and report the median")
 	flag.IntVar(&opts.latency, "latency", 200, "single-row commits whose delivery latency is measured (0: skip)")
 	flag.StringVar(&opts.out, "out", "", "directory to write results.txt, results.json and the logs to")
@@ -75,6 +77,7 @@ func main() {
 	flag.DurationVar(&opts.timeout, "timeout", 10*time.Minute, "how long any one measurement may take")
 	flag.Parse()
 	opts.codecs = strings.Split(*codecs, ",")
+	opts.formats = strings.Split(*formats, ",")
 	if err := opts.validate(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		flag.Usage()
@@ -118,6 +121,13 @@ func (o *options) validate() error {
 			problems = append(problems, fmt.Sprintf("-codecs: %q is neither proto nor json", c))
 		} else if slices.Contains(o.codecs[:i], c) {
 			problems = append(problems, fmt.Sprintf("-codecs: %q is listed twice", c))
+		}
+	}
+	for i, f := range o.formats {
+		if f != "binary" && f != "text" {
+			problems = append(problems, fmt.Sprintf("-formats: %q is neither binary nor text", f))
+		} else if slices.Contains(o.formats[:i], f) {
+			problems = append(problems, fmt.Sprintf("-formats: %q is listed twice", f))
 		}
 	}
 	if len(problems) > 0 {
@@ -176,6 +186,9 @@ type measurement struct {
 	Target         float64 `json:"target,omitempty"`
 	StartupSeconds float64 `json:"startupSeconds,omitempty"` // process start to opened
 	CPUSeconds     float64 `json:"cpuSeconds"`
+	// WalsenderSeconds is the CPU time of the server process that streamed
+	// to the consumer (streaming phases).
+	WalsenderSeconds float64 `json:"walsenderCpuSeconds,omitempty"`
 	PeakRSS        int64   `json:"peakRssBytes,omitempty"`
 	SteadyRSS      int64   `json:"steadyRssBytes,omitempty"` // the median sample
 	Profile        string  `json:"profile,omitempty"`
@@ -191,10 +204,12 @@ type latency struct {
 	MaxMs   float64 `json:"maxMs"`
 }
 
-// Targets of issue 6, as fractions of the phase's limit.
+// Targets of issues 6 and 11, as fractions of the phase's limit: streaming
+// in binary is to beat pg_recvlogical's text stream.
 const (
-	backfillTarget  = 0.6
-	streamingTarget = 0.75
+	backfillTarget        = 0.6
+	streamingTarget       = 0.75
+	binaryStreamingTarget = 1.3
 )
 
 // bench is one run's shared state.
@@ -316,7 +331,7 @@ func (b *bench) backfill(ctx context.Context) error {
 		for _, codec := range b.opts.codecs {
 			b.progress(phase, rep, "connector, "+codec+" codec")
 			// A new capture every time: the connector replaces its slot.
-			m, state, err := b.runConnector(phase, codec, nil, b.opts.rows, func(cp checkpoint, stateKey string) (bool, error) {
+			m, state, err := b.runConnector(phase, codec, "", nil, b.opts.rows, func(cp checkpoint, stateKey string) (bool, error) {
 				if streamMode(cp.state, stateKey) != "Active" {
 					return false, nil
 				}
@@ -364,23 +379,23 @@ func (b *bench) streaming(ctx context.Context, phase string, rows, txnRows int64
 		return err
 	}
 
-	recvlogical := func(logName string) (measurement, error) {
+	recvlogical := func(logName string, opts recvOptions) (measurement, error) {
 		if err := b.srv.copySlot(ctx, recvBase, recvSlot); err != nil {
 			return measurement{}, err
 		}
-		m, err := recvlogicalBaseline(ctx, b.srv, recvSlot, endpos, rows, filepath.Join(b.logDir, logName))
+		m, err := recvlogicalBaseline(ctx, b.srv, recvSlot, endpos, rows, filepath.Join(b.logDir, logName), opts)
 		if err != nil {
 			return measurement{}, err
 		}
 		return m, b.srv.dropSlot(ctx, recvSlot)
 	}
 	// An untimed first pass, so that no run is the first to read the WAL.
-	if _, err := recvlogical(slug(phase) + "-warmup-pg_recvlogical.log"); err != nil {
+	if _, err := recvlogical(slug(phase)+"-warmup-pg_recvlogical.log", recvOptions{}); err != nil {
 		return err
 	}
 	for rep := range b.opts.repeat {
 		b.progress(phase, rep, "pg_recvlogical")
-		m, err := recvlogical(slug(phase) + "-pg_recvlogical.log")
+		m, err := recvlogical(slug(phase)+"-pg_recvlogical.log", recvOptions{})
 		if err != nil {
 			return err
 		}
@@ -388,35 +403,38 @@ func (b *bench) streaming(ctx context.Context, phase string, rows, txnRows int64
 		if rows == txnRows {
 			// One transaction: how fast the server streams it at all.
 			b.progress(phase, rep, "pg_recvlogical, streaming on")
-			if err := b.srv.copySlot(ctx, recvBase, recvSlot); err != nil {
-				return err
-			}
-			m, err := recvlogicalRun(ctx, b.srv, recvSlot, endpos, rows, filepath.Join(b.logDir, slug(phase)+"-pg_recvlogical-streaming.log"), true)
+			m, err := recvlogical(slug(phase)+"-pg_recvlogical-streaming.log", recvOptions{streaming: true})
 			if err != nil {
 				return err
 			}
-			if err := b.srv.dropSlot(ctx, recvSlot); err != nil {
+			b.add(phase, false, m)
+		}
+		if slices.Contains(b.opts.formats, "binary") {
+			b.progress(phase, rep, "pg_recvlogical, binary")
+			if m, err = recvlogical(slug(phase)+"-pg_recvlogical-binary.log", recvOptions{binary: true}); err != nil {
 				return err
 			}
 			b.add(phase, false, m)
 		}
 
 		for _, codec := range b.opts.codecs {
-			b.progress(phase, rep, "connector, "+codec+" codec")
-			if err := b.srv.copySlot(ctx, connectorSlot(codec)+"_base", connectorSlot(codec)); err != nil {
-				return err
-			}
-			m, state, err := b.runConnector(phase, codec, starts[codec], rows, func(cp checkpoint, _ string) (bool, error) {
-				if cp.docs > rows {
-					return false, fmt.Errorf("the connector emitted %d documents for %d inserted rows", cp.docs, rows)
+			for _, format := range b.opts.formats {
+				b.progress(phase, rep, "connector, "+codec+" codec, "+format)
+				if err := b.srv.copySlot(ctx, connectorSlot(codec)+"_base", connectorSlot(codec)); err != nil {
+					return err
 				}
-				return cp.docs == rows, nil
-			})
-			if err != nil {
-				return fmt.Errorf("%s with the %s codec: %w", phase, codec, err)
+				m, state, err := b.runConnector(phase, codec, format, starts[codec], rows, func(cp checkpoint, _ string) (bool, error) {
+					if cp.docs > rows {
+						return false, fmt.Errorf("the connector emitted %d documents for %d inserted rows", cp.docs, rows)
+					}
+					return cp.docs == rows, nil
+				})
+				if err != nil {
+					return fmt.Errorf("%s with the %s codec in %s: %w", phase, codec, format, err)
+				}
+				b.states[codec] = state
+				b.add(phase, false, m)
 			}
-			b.states[codec] = state
-			b.add(phase, false, m)
 		}
 	}
 	bases := []string{recvBase}
@@ -444,28 +462,44 @@ func connectorSlot(codec string) string { return "bench_" + codec }
 
 // runConnector runs one capture session of codec's capture from state until
 // a checkpoint satisfies done, measures it from the process's start, and
-// returns the state it ended with.
-func (b *bench) runConnector(phase, codec string, state json.RawMessage, rows int64, done func(checkpoint, string) (bool, error)) (measurement, json.RawMessage, error) {
-	s, req, err := b.startConnector(phase, codec, state)
+// returns the state it ended with. format, when set, is its
+// advanced.replication_format, and the run also measures the CPU of the
+// server process streaming to it.
+func (b *bench) runConnector(phase, codec, format string, state json.RawMessage, rows int64, done func(checkpoint, string) (bool, error)) (measurement, json.RawMessage, error) {
+	s, req, err := b.startConnector(phase, codec, format, state)
 	if err != nil {
 		return measurement{}, nil, err
 	}
 	defer s.kill()
+	var walsender *walsenderCPU
+	if format != "" {
+		walsender = watchWalsender(b.srv, connectorSlot(codec))
+		defer walsender.stop()
+	}
 	cp, err := s.waitFor(b.opts.timeout, "after the last row", func(cp checkpoint) (bool, error) {
 		return done(cp, req.stateKey())
 	})
 	if err != nil {
-		return measurement{}, nil, fmt.Errorf("%w (log: %s)", err, b.logPath(phase, codec))
+		return measurement{}, nil, fmt.Errorf("%w (log: %s)", err, b.logPath(phase, codec, format))
+	}
+	var walsenderSeconds float64
+	if walsender != nil {
+		walsenderSeconds = walsender.stop()
 	}
 	final, err := s.stop()
 	if err != nil {
-		return measurement{}, nil, fmt.Errorf("stopping the connector: %w (log: %s)", err, b.logPath(phase, codec))
+		return measurement{}, nil, fmt.Errorf("stopping the connector: %w (log: %s)", err, b.logPath(phase, codec, format))
+	}
+	consumer := "connector, " + codec + " codec"
+	if format != "" {
+		consumer += ", " + format
 	}
 	m := measurement{
-		Consumer:   "connector, " + codec + " codec",
-		Rows:       rows,
-		Seconds:    cp.at.Sub(s.started).Seconds(),
-		CPUSeconds: s.cpuSeconds(),
+		Consumer:         consumer,
+		Rows:             rows,
+		Seconds:          cp.at.Sub(s.started).Seconds(),
+		WalsenderSeconds: walsenderSeconds,
+		CPUSeconds:       s.cpuSeconds(),
 		PeakRSS:    s.peakRSS(),
 		SteadyRSS:  s.rss.median(),
 		Profile:    s.profile,
@@ -476,9 +510,10 @@ func (b *bench) runConnector(phase, codec string, state json.RawMessage, rows in
 	return m, final, nil
 }
 
-// startConnector starts a session of codec's capture from state.
-func (b *bench) startConnector(phase, codec string, state json.RawMessage) (*session, openRequest, error) {
-	config, err := b.srv.connectorConfig(connectorSlot(codec), b.opts.chunkSize)
+// startConnector starts a session of codec's capture from state, streaming
+// in format (binary, text, or "": the connector's default).
+func (b *bench) startConnector(phase, codec, format string, state json.RawMessage) (*session, openRequest, error) {
+	config, err := b.srv.connectorConfig(connectorSlot(codec), b.opts.chunkSize, format)
 	if err != nil {
 		return nil, openRequest{}, err
 	}
@@ -491,16 +526,19 @@ func (b *bench) startConnector(phase, codec string, state json.RawMessage) (*ses
 	}
 	var profile string
 	if b.opts.cpuprofile != "" {
-		profile, err = filepath.Abs(filepath.Join(b.opts.cpuprofile, slug(phase)+"-"+codec+".pprof"))
+		profile, err = filepath.Abs(filepath.Join(b.opts.cpuprofile, slug(phase)+"-"+codec+format+".pprof"))
 		if err != nil {
 			return nil, openRequest{}, err
 		}
 	}
-	s, err := startSession(b.bin, codec, b.opts.env, req, b.logPath(phase, codec), profile)
+	s, err := startSession(b.bin, codec, b.opts.env, req, b.logPath(phase, codec, format), profile)
 	return s, req, err
 }
 
-func (b *bench) logPath(phase, codec string) string {
+func (b *bench) logPath(phase, codec, format string) string {
+	if format != "" {
+		codec += "-" + format
+	}
 	return filepath.Join(b.logDir, slug(phase)+"-"+codec+".log")
 }
 
@@ -510,7 +548,7 @@ func (b *bench) measureLatency(ctx context.Context) error {
 	const phase = "latency"
 	codec := b.opts.codecs[0]
 	fmt.Fprintf(b.log, "bench: latency: %d single-row commits, %s codec\n", b.opts.latency, codec)
-	s, _, err := b.startConnector(phase, codec, b.states[codec])
+	s, _, err := b.startConnector(phase, codec, "", b.states[codec])
 	if err != nil {
 		return err
 	}
@@ -527,7 +565,7 @@ func (b *bench) measureLatency(ctx context.Context) error {
 			return cp.docs >= want, nil
 		})
 		if err != nil {
-			return fmt.Errorf("latency: %w (log: %s)", err, b.logPath(phase, codec))
+			return fmt.Errorf("latency: %w (log: %s)", err, b.logPath(phase, codec, ""))
 		}
 		if i > 0 {
 			samples = append(samples, cp.at.Sub(start))
@@ -535,7 +573,7 @@ func (b *bench) measureLatency(ctx context.Context) error {
 	}
 	state, err := s.stop()
 	if err != nil {
-		return fmt.Errorf("latency: stopping the connector: %w (log: %s)", err, b.logPath(phase, codec))
+		return fmt.Errorf("latency: stopping the connector: %w (log: %s)", err, b.logPath(phase, codec, ""))
 	}
 	b.states[codec] = state
 	slices.Sort(samples)
@@ -605,6 +643,8 @@ func (r *results) finish(runs []measurement) {
 			m.Target = backfillTarget
 		case strings.Contains(m.Phase, "one "):
 			m.Target = bigTxnTarget // live.go
+		case strings.HasSuffix(m.Consumer, ", binary"):
+			m.Target = binaryStreamingTarget
 		default:
 			m.Target = streamingTarget
 		}

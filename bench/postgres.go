@@ -155,9 +155,16 @@ func (s *server) captureURL() string {
 	return u.String()
 }
 
-// connectorConfig is the connector's endpoint configuration for slot.
-func (s *server) connectorConfig(slot string, chunkSize int) ([]byte, error) {
+// connectorConfig is the connector's endpoint configuration for slot,
+// streaming in format ("binary": the default, auto; "text"; "": unset).
+func (s *server) connectorConfig(slot string, chunkSize int, format string) ([]byte, error) {
 	advanced := map[string]any{"slotName": slot, "sslmode": "disable"}
+	switch format {
+	case "binary":
+		advanced["replication_format"] = "auto"
+	case "text":
+		advanced["replication_format"] = "text"
+	}
 	if chunkSize > 0 {
 		advanced["backfill_chunk_size"] = chunkSize
 	}
@@ -230,7 +237,20 @@ func (s *server) copySlot(ctx context.Context, src, dst string) error {
 	return nil
 }
 
+// dropSlot drops slot if it exists, once the walsender of a consumer that
+// just stopped has let go of it (it may take a moment to notice).
 func (s *server) dropSlot(ctx context.Context, slot string) error {
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var active bool
+		err := s.admin.QueryRow(ctx, "SELECT count(*) > 0 FROM pg_replication_slots WHERE slot_name = $1 AND active", slot).Scan(&active)
+		if err != nil {
+			return fmt.Errorf("reading replication slot %s: %w", slot, err)
+		}
+		if !active || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if _, err := s.admin.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot); err != nil {
 		return fmt.Errorf("dropping replication slot %s: %w", slot, err)
 	}
@@ -379,8 +399,6 @@ func keysetBaseline(ctx context.Context, connURL string, chunkSize int) (measure
 	}, nil
 }
 
-// recvlogicalBaseline drains slot up to endpos with pg_recvlogical and the
-// pgoutput plugin at protocol version 1, what the connector asks for.
 // recvlogicalConninfo is how pg_recvlogical connects: over TCP as the
 // capture user, like the connector.
 func (s *server) recvlogicalConninfo() string {
@@ -390,18 +408,23 @@ func (s *server) recvlogicalConninfo() string {
 	}, " ")
 }
 
-func recvlogicalBaseline(ctx context.Context, srv *server, slot string, endpos pglogrepl.LSN, rows int64, logPath string) (measurement, error) {
-	return recvlogicalRun(ctx, srv, slot, endpos, rows, logPath, false)
+// recvOptions are the pgoutput options pg_recvlogical is run with beyond
+// protocol version 1 and text values, what the connector asks of 13.
+type recvOptions struct {
+	// binary asks for binary values (14+), as the connector does where it
+	// can read every captured column in binary.
+	binary bool
+	// streaming asks for protocol version 2 and streaming 'on': the server
+	// streaming a large transaction while decoding it to a consumer that
+	// does nothing with it, which no streaming consumer can outrun.
+	streaming bool
 }
 
-// recvlogicalRun is recvlogicalBaseline, or with streaming set the same with
-// pgoutput's protocol version 2 and streaming 'on': the server streaming a
-// large transaction while decoding it to a consumer that does nothing with
-// it, which no streaming consumer can outrun.
-func recvlogicalRun(ctx context.Context, srv *server, slot string, endpos pglogrepl.LSN, rows int64, logPath string, streaming bool) (measurement, error) {
-	conninfo := srv.recvlogicalConninfo()
+// recvlogicalBaseline drains slot up to endpos with pg_recvlogical and the
+// pgoutput plugin with opts.
+func recvlogicalBaseline(ctx context.Context, srv *server, slot string, endpos pglogrepl.LSN, rows int64, logPath string, opts recvOptions) (measurement, error) {
 	proto, consumer := "1", "pg_recvlogical, pgoutput proto_version 1"
-	if streaming {
+	if opts.streaming {
 		proto, consumer = "2", "pg_recvlogical, proto_version 2, streaming on (reference)"
 	}
 	logFile, err := os.Create(logPath)
@@ -409,24 +432,32 @@ func recvlogicalRun(ctx context.Context, srv *server, slot string, endpos pglogr
 		return measurement{}, err
 	}
 	defer logFile.Close()
-	cmd := exec.CommandContext(ctx, "pg_recvlogical", "--dbname", conninfo, "--slot", slot,
+	args := []string{"--dbname", srv.recvlogicalConninfo(), "--slot", slot,
 		"--start", "--endpos", endpos.String(), "--no-loop",
-		"--option", "proto_version="+proto, "--option", "publication_names="+publication)
-	if streaming {
-		cmd.Args = append(cmd.Args, "--option", "streaming=on")
+		"--option", "proto_version=" + proto, "--option", "publication_names=" + publication,
+		"--file", "/dev/null"}
+	if opts.streaming {
+		args = append(args, "--option", "streaming=on")
 	}
-	cmd.Args = append(cmd.Args, "--file", "/dev/null")
+	if opts.binary {
+		args = append(args, "--option", "binary=true")
+		consumer += ", binary"
+	}
+	cmd := exec.CommandContext(ctx, "pg_recvlogical", args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return measurement{}, fmt.Errorf("starting pg_recvlogical (is the PostgreSQL client installed?): %w", err)
 	}
+	walsender := watchWalsender(srv, slot)
+	defer walsender.stop()
 	var rss rssSampler
 	rss.start(cmd.Process.Pid)
 	err = cmd.Wait()
 	elapsed := time.Since(start)
 	rss.stop()
+	walsenderSeconds := walsender.stop()
 	if err != nil {
 		return measurement{}, fmt.Errorf("pg_recvlogical: %w (log: %s)", err, logPath)
 	}
@@ -440,10 +471,11 @@ func recvlogicalRun(ctx context.Context, srv *server, slot string, endpos pglogr
 		return measurement{}, fmt.Errorf("pg_recvlogical exited at %s, before the end of the inserted rows at %s (log: %s)", confirmed, endpos, logPath)
 	}
 	m := measurement{
-		Consumer: consumer,
-		Rows:     rows,
-		Seconds:  elapsed.Seconds(),
-		PeakRSS:  rss.peak(),
+		Consumer:         consumer,
+		Rows:             rows,
+		Seconds:          elapsed.Seconds(),
+		PeakRSS:          rss.peak(),
+		WalsenderSeconds: walsenderSeconds,
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		m.CPUSeconds = tvSeconds(ru.Utime) + tvSeconds(ru.Stime)

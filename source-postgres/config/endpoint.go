@@ -51,6 +51,12 @@ const (
 	DefaultRetryTimeout   = 5 * time.Minute
 )
 
+// The values of advanced.replication_format ("" means ReplicationAuto).
+const (
+	ReplicationAuto = "auto"
+	ReplicationText = "text"
+)
+
 // sslModes are the accepted values of advanced.sslmode, with libpq's meanings,
 // and the choices its JSON schema offers.
 var sslModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
@@ -91,6 +97,9 @@ type Advanced struct {
 
 	// Where the slot lives when the database fails over.
 	FailoverSlot bool `json:"failover_slot,omitempty" jsonschema:"title=Failover Slot" jsonschema_description:"PostgreSQL 17 and later: create the replication slot with failover = true, so that standbys with sync_replication_slots = on keep a copy of it and the capture resumes on a promoted standby. Set synchronized_standby_slots on the primary to the standbys' physical slots, so that the capture never receives a change the standbys may lack."`
+
+	// How values travel on the replication stream.
+	ReplicationFormat string `json:"replication_format,omitempty" jsonschema:"title=Replication Format,enum=auto,enum=text" jsonschema_description:"auto (default): on PostgreSQL 14 and later, values are streamed in binary when every column of the captured tables has a type the connector reads in binary (built-in scalar types, enums, and domains over them), which costs the server less; otherwise in text. text: always in text. Documents are the same either way."`
 
 	// The options below are Estuary's (estuary.go); CompatibilityNotes
 	// says what those not honoured mean here.
@@ -231,6 +240,9 @@ func (a *Advanced) validate() error {
 		if _, _, err := splitTableName(entry); err != nil {
 			add(fmt.Errorf(`"advanced.skip_backfills" must be a comma-separated list of <schema>.<table> names, such as "public.orders, sales.items": entry %w`, err))
 		}
+	}
+	if a.ReplicationFormat != "" && a.ReplicationFormat != ReplicationAuto && a.ReplicationFormat != ReplicationText {
+		add(fmt.Errorf(`"advanced.replication_format" %q is not a format: use %q (binary where possible, the default) or %q`, a.ReplicationFormat, ReplicationAuto, ReplicationText))
 	}
 	if a.SSLMode != "" && !slices.Contains(sslModes, a.SSLMode) {
 		add(fmt.Errorf(`"advanced.sslmode" %q is not a valid mode: use one of %s`, a.SSLMode, strings.Join(sslModes, ", ")))

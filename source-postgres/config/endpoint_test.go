@@ -126,6 +126,8 @@ func TestParseErrors(t *testing.T) {
 			errors: []string{`"advanced.network_timeout" is "30", which is not a duration: write it as a number with a unit, such as "30s"`}},
 		{name: "retry_timeout too short", path: "advanced.retry_timeout", value: "10ms",
 			errors: []string{`"advanced.retry_timeout" is 10ms, shorter than the least allowed, 1s; leave it empty for the default of 5m`}},
+		{name: "bad replication format", path: "advanced.replication_format", value: "binary",
+			errors: []string{`"advanced.replication_format" "binary" is not a format: use "auto" (binary where possible, the default) or "text"`}},
 		{name: "bad sslmode", path: "advanced.sslmode", value: "verify_full",
 			errors: []string{`"advanced.sslmode" "verify_full" is not a valid mode`, "disable, allow, prefer, require, verify-ca, verify-full"}},
 		{name: "unqualified watermarks table", path: "advanced.watermarksTable", value: "flow_watermarks",

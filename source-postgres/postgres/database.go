@@ -62,9 +62,11 @@ type Database struct {
 	// connection, which a reconnecting capture ends if it still holds the
 	// slot.
 	replicationPID uint32
-	// stream is the open replication stream, which takes the fences of a
-	// standby.
-	stream *replication.Stream
+	// stream is the last replication stream started (it takes a standby's
+	// fences), and textOnly is set for the rest of the process once a binary stream met a column it
+	// cannot receive in binary (see replication.ErrTextNeeded).
+	stream   *replication.Stream
+	textOnly bool
 }
 
 var _ sqlcapture.Database = (*Database)(nil)
@@ -292,6 +294,7 @@ func (db *Database) StartReplication(ctx context.Context, cursor, acknowledged s
 		Acknowledged: uint64(acked),
 		SourceTag:    db.cfg.Advanced.SourceTag,
 		Streaming:    db.server.Has(pgversion.StreamingInProgress),
+		Binary:       db.binaryReplication(tables),
 	})
 	if err != nil {
 		conn.Close(ctx)
@@ -299,6 +302,27 @@ func (db *Database) StartReplication(ctx context.Context, cursor, acknowledged s
 	}
 	db.stream = s
 	return s, nil
+}
+
+// binaryReplication decides whether the replication stream of the tables
+// receives values in binary: on PostgreSQL 14+ (which added pgoutput's
+// binary option) unless the configuration says text, when every captured
+// column can be received in binary, and unless a binary stream of this
+// process already met one that could not (a column added since discovery).
+func (db *Database) binaryReplication(tables map[sqlcapture.StreamID]*discovery.Table) bool {
+	if db.stream != nil && errors.Is(db.stream.Err(), replication.ErrTextNeeded) && !db.textOnly {
+		db.textOnly = true
+		db.log.Info("streaming values in text from now on: a captured table gained a column that the binary stream cannot receive")
+	}
+	if db.textOnly || db.cfg.Advanced.ReplicationFormat == config.ReplicationText || db.server.Major() < 14 {
+		return false
+	}
+	if ok, why := replication.BinarySafe(tables); !ok {
+		db.log.WithField("reason", why).Info("streaming values in text: a captured column's type is not received in binary")
+		return false
+	}
+	db.log.Info("streaming values in binary")
+	return true
 }
 
 // endStaleReplication ends the server process of this capture's previous

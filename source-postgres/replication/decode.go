@@ -103,6 +103,11 @@ func (s *Stream) relation(src []byte) error {
 	if err != nil {
 		return err
 	}
+	if s.opts.Binary && (rel.table != nil || rel.watermarks) {
+		if err := s.planBinary(rel); err != nil {
+			return err
+		}
+	}
 	if changed {
 		s.send(&sqlcapture.SchemaChange{Stream: rel.stream})
 	}
@@ -117,6 +122,11 @@ func (s *Stream) rowChange(lsn uint64, data []byte) error {
 		return fmt.Errorf("decoding a row change at %s: %w", pglogrepl.LSN(lsn), err)
 	}
 	rel := s.relations.get(m.relation)
+	if rel != nil && rel.binary != nil {
+		if err := s.textFromBinary(rel, m); err != nil {
+			return fmt.Errorf("decoding a row change at %s: %w", pglogrepl.LSN(lsn), err)
+		}
+	}
 	switch {
 	case rel == nil:
 		return fmt.Errorf("row change for relation %d before its Relation message", m.relation)

@@ -51,6 +51,8 @@ type benchSource struct {
 	tables map[sqlcapture.StreamID]*discovery.Table
 	// Each transaction: Begin, Relation, its row messages, Commit.
 	inserts, updates []walMessage
+	// binaryInserts are the inserts with binary values (PostgreSQL 14+).
+	binaryInserts []walMessage
 }
 
 func newBenchSource(b *testing.B) *benchSource {
@@ -93,8 +95,30 @@ func newBenchSource(b *testing.B) *benchSource {
 		src.tables[sqlcapture.StreamID{Schema: t.Schema, Table: t.Name}] = t
 	}
 
+	txns := peekTxns(b, conn, "false")
+	// The setup's transactions: the two inserts and the update.
+	if len(txns) != 3 {
+		b.Fatalf("decoded %d transactions, want 3", len(txns))
+	}
+	// pgoutput describes a relation once per session: the update's Relation
+	// message went out with the insert before it.
+	if !isRelation(txns[1][1]) {
+		b.Fatalf("the second transaction's second message is %q, not a Relation", txns[1][1].data[0])
+	}
+	src.inserts = txns[0]
+	src.updates = append([]walMessage{txns[2][0], txns[1][1]}, txns[2][1:]...)
+	if conn.PgConn().ParameterStatus("server_version") >= "14" {
+		src.binaryInserts = peekTxns(b, conn, "true")[0]
+	}
+	return src
+}
+
+// peekTxns returns the slot's transactions, decoded with binary values or
+// not.
+func peekTxns(b *testing.B, conn *pgx.Conn, binary string) [][]walMessage {
+	ctx := context.Background()
 	rows, err := conn.Query(ctx, `SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes('bench', NULL, NULL,
-		'proto_version', '1', 'publication_names', 'bench_pub')`)
+		'proto_version', '1', 'publication_names', 'bench_pub', 'binary', $1)`, binary)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -117,23 +141,15 @@ func newBenchSource(b *testing.B) *benchSource {
 	if err := rows.Err(); err != nil {
 		b.Fatal(err)
 	}
-	// The setup's transactions: the two inserts and the update.
-	if len(txns) != 3 {
-		b.Fatalf("decoded %d transactions, want 3", len(txns))
-	}
-	// pgoutput describes a relation once per session: the update's Relation
-	// message went out with the insert before it.
-	if !isRelation(txns[1][1]) {
-		b.Fatalf("the second transaction's second message is %q, not a Relation", txns[1][1].data[0])
-	}
-	src.inserts = txns[0]
-	src.updates = append([]walMessage{txns[2][0], txns[1][1]}, txns[2][1:]...)
-	return src
+	return txns
 }
 
 // stream returns a Stream that decodes the source's messages, as Start would
 // set it up, without a connection.
-func (src *benchSource) stream() *Stream {
+func (src *benchSource) stream() *Stream { return src.streamIn(false) }
+
+// streamIn is stream, for binary messages when binary is set.
+func (src *benchSource) streamIn(binary bool) *Stream {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	return newStream(nil, 0, Options{
@@ -142,6 +158,7 @@ func (src *benchSource) stream() *Stream {
 		Watermarks: sqlcapture.StreamID{Schema: "public", Table: "flow_watermarks"},
 		Types:      src.types,
 		Logger:     log,
+		Binary:     binary,
 	})
 }
 
@@ -220,23 +237,39 @@ func BenchmarkDecode(b *testing.B) {
 
 	// The same inserts with the events drained by the decoding goroutine
 	// itself: the difference to "insert" is the cost of handing the batches
-	// to another goroutine.
-	b.Run("insert-same-goroutine", func(b *testing.B) {
-		s := src.stream()
-		b.ReportAllocs()
-		for b.Loop() {
-			for _, m := range src.inserts {
-				if isRelation(m) && len(s.relations.byID) > 0 {
-					continue
-				}
-				if err := s.decode(m.lsn, m.data); err != nil {
-					b.Fatal(err)
-				}
-				for len(s.events) > 0 {
-					s.Release(<-s.events)
-				}
+	// to another goroutine. In binary, the difference to text is the cost
+	// of rewriting binary values into their text.
+	for _, c := range []struct {
+		name   string
+		binary bool
+		txn    []walMessage
+	}{
+		{"insert-same-goroutine", false, src.inserts},
+		{"insert-same-goroutine-binary", true, src.binaryInserts},
+	} {
+		if c.txn == nil {
+			continue // binary values need PostgreSQL 14
+		}
+		b.Run(c.name, func(b *testing.B) { benchSameGoroutine(b, src.streamIn(c.binary), c.txn) })
+	}
+}
+
+// benchSameGoroutine decodes a transaction and drains its events on one
+// goroutine.
+func benchSameGoroutine(b *testing.B, s *Stream, txn []walMessage) {
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, m := range txn {
+			if isRelation(m) && len(s.relations.byID) > 0 {
+				continue
+			}
+			if err := s.decode(m.lsn, m.data); err != nil {
+				b.Fatal(err)
+			}
+			for len(s.events) > 0 {
+				s.Release(<-s.events)
 			}
 		}
-		perRow(b)
-	})
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchRows), "ns/row")
 }

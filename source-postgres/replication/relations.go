@@ -25,6 +25,9 @@ type relation struct {
 	// For the watermarks table: the columns holding the slot and the mark.
 	watermarks             bool
 	slotColumn, markColumn int
+	// binary, in binary mode, is the type of each column whose binary
+	// value is rewritten into text (nil: the binary value is the text).
+	binary []*pgtypes.Type
 }
 
 type relColumn struct {

@@ -6,6 +6,7 @@
 //     acknowledgements (the slot's confirmed position);
 //   - decode.go: one pgoutput message dispatched by its type;
 //   - pgoutput.go: the wire format of row messages, decoded without copies;
+//   - binary.go: binary values (PostgreSQL 14+) rewritten into their text;
 //   - relations.go: the Relation messages, cached per relation id;
 //   - documents.go: a decoded row change built into a keyed document;
 //   - batches.go: events handed to the engine in bounded, reused batches.
@@ -68,6 +69,8 @@ type Options struct {
 	// (default: the temporary directory). See streamed.go.
 	Streaming bool
 	SpillDir  string
+	// Binary asks for values in binary (PostgreSQL 14+): see binary.go.
+	Binary bool
 }
 
 // Stream is an open replication stream.
@@ -116,6 +119,10 @@ type Stream struct {
 	// serverEnd is the server's WAL position as its last keepalive said,
 	// which commits carry to tell how far behind the capture is.
 	serverEnd uint64
+	// binText holds the current row's binary values rewritten as text
+	// (binary mode), binSpans where each is.
+	binText  []byte
+	binSpans []binSpan
 }
 
 var _ sqlcapture.ReplicationStream = (*Stream)(nil)
@@ -127,6 +134,9 @@ func Start(ctx context.Context, conn *pgconn.PgConn, startLSN uint64, opts Optio
 	args := append(protocolArgs(opts),
 		"publication_names "+quoteLiteral(pgx.Identifier{opts.Publication}.Sanitize()),
 	)
+	if opts.Binary {
+		args = append(args, "binary 'true'")
+	}
 	if err := pglogrepl.StartReplication(ctx, conn, pgx.Identifier{opts.Slot}.Sanitize(), pglogrepl.LSN(startLSN), pglogrepl.StartReplicationOptions{PluginArgs: args}); err != nil {
 		return nil, fmt.Errorf("starting replication from slot %q at %s: %w", opts.Slot, pglogrepl.LSN(startLSN), err)
 	}
@@ -317,8 +327,10 @@ func (s *Stream) receive() {
 		}
 	}
 	s.err = err
-	close(s.events)
+	// exited first: a consumer that sees Events closed must find the
+	// reason in Err, which reads it only once exited is closed.
 	close(s.exited)
+	close(s.events)
 }
 
 // receiveLoop reads the replication protocol: keepalives carry the server's
