@@ -16,6 +16,13 @@ import (
 // milliseconds.
 const splitSample = 20000
 
+// estimateQuery sums the statistics' row counts of a table and its
+// partitions, from the catalog alone.
+const estimateQuery = `WITH RECURSIVE tree(oid) AS (
+		SELECT $1::regclass::oid
+		UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid)
+	SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::float8 FROM tree JOIN pg_class c ON c.oid = tree.oid`
+
 // Split proposes up to n-1 positions after after that divide t's remaining
 // rows into parts of about equal size: for a table read in key order, keys
 // of a sample of its rows (TABLESAMPLE SYSTEM, which reads whole random
@@ -26,11 +33,11 @@ func (s *Scanner) Split(ctx context.Context, t *Table, after []byte, n int) ([][
 	if n < 2 {
 		return nil, nil
 	}
-	size, tuples, _, err := s.measure(ctx, t)
-	if err != nil {
-		return nil, err
-	}
 	if t.physical {
+		size, _, _, err := s.measure(ctx, t)
+		if err != nil {
+			return nil, err
+		}
 		var start int64
 		if after != nil {
 			elems, err := sqlcapture.DecodeKey(after)
@@ -48,18 +55,26 @@ func (s *Scanner) Split(ctx context.Context, t *Table, after []byte, n int) ([][
 		}
 		return bounds, nil
 	}
-	if tuples <= 0 {
-		// Never analyzed: guessed from the size, as scanBlocks guesses.
-		tuples = float64(size) * 50
+	// The statistics come from the catalog alone: measuring the table's
+	// size would wait for a lock on it, out of sight of the chunk query
+	// that waits for the same lock anyway.
+	var tuples float64
+	results := s.conn.ExecParams(ctx, estimateQuery, [][]byte{[]byte(t.info.QuotedName())}, nil, nil, nil).Read()
+	if results.Err != nil {
+		return nil, fmt.Errorf("estimating the rows of %s: %w", t.info.QuotedName(), results.Err)
 	}
-	percent := 100.0
-	if tuples > splitSample {
-		percent = 100 * splitSample / tuples
+	if len(results.Rows) == 1 {
+		tuples, _ = strconv.ParseFloat(string(results.Rows[0][0]), 64)
+	}
+	percent := 1.0 // a guess for tables never analyzed
+	if tuples > 0 {
+		percent = min(100, 100*splitSample/tuples)
 	}
 	query := "SELECT " + strings.Join(t.keyColumns(), ", ") + " FROM " + t.info.QuotedName() +
 		" TABLESAMPLE SYSTEM (" + strconv.FormatFloat(percent, 'f', 6, 64) + ")"
 	var conds []string
 	var params [][]byte
+	var err error
 	if t.filter != "" {
 		conds = append(conds, "("+t.filter+")")
 	}
@@ -77,7 +92,7 @@ func (s *Scanner) Split(ctx context.Context, t *Table, after []byte, n int) ([][
 		query += " WHERE " + strings.Join(conds, " AND ")
 	}
 	query += " ORDER BY " + strings.Join(t.order, ", ")
-	results := s.conn.ExecParams(ctx, query, params, nil, nil, nil).Read()
+	results = s.conn.ExecParams(ctx, query, params, nil, nil, nil).Read()
 	if results.Err != nil {
 		return nil, fmt.Errorf("sampling the keys of %s: %w", t.info.QuotedName(), results.Err)
 	}
