@@ -48,6 +48,7 @@ type options struct {
 	rows, txnRows, bigTxn int64
 	chunkSize             int
 	backfillConns         []int
+	backfillOnly          bool
 	codecs                []string
 	latency, repeat       int
 	out, cpuprofile       string
@@ -62,6 +63,7 @@ func main() {
 	flag.Int64Var(&opts.bigTxn, "big-txn", 0, "also stream one transaction of this many rows (0: skip)")
 	flag.IntVar(&opts.chunkSize, "chunk", 0, "the connector's advanced.backfill_chunk_size, also the keyset loop's (0: the connector's default)")
 	conns := flag.String("backfill-connections", "1,2", "the backfill phase runs the connector once with each of these advanced.backfill_connections, comma-separated")
+	flag.BoolVar(&opts.backfillOnly, "backfill-only", false, "measure the backfill phase only (with -latency 0 and no -big-txn)")
 	codecs := flag.String("codecs", "proto,json", "the connector codecs to measure, comma-separated")
 	flag.IntVar(&opts.repeat, "repeat", 1, "measure every consumer this many times, taking turns, and report the median")
 	flag.IntVar(&opts.latency, "latency", 200, "single-row commits whose delivery latency is measured (0: skip)")
@@ -279,8 +281,10 @@ func run(ctx context.Context, opts options, log io.Writer) (*results, error) {
 	if err := b.backfill(ctx); err != nil {
 		return nil, err
 	}
-	if err := b.streaming(ctx, fmt.Sprintf("streaming, %s-row txns", count(opts.txnRows)), opts.rows, opts.txnRows); err != nil {
-		return nil, err
+	if !opts.backfillOnly {
+		if err := b.streaming(ctx, fmt.Sprintf("streaming, %s-row txns", count(opts.txnRows)), opts.rows, opts.txnRows); err != nil {
+			return nil, err
+		}
 	}
 	if opts.bigTxn > 0 {
 		if err := b.streaming(ctx, fmt.Sprintf("streaming, one %s-row txn", count(opts.bigTxn)), opts.bigTxn, opts.bigTxn); err != nil {
