@@ -254,11 +254,12 @@ func (c *capture) run(ctx context.Context) error {
 				return err
 			}
 		}
-		if !c.started {
+		switch {
+		case !c.started:
 			err = c.start(ctx)
-		} else if c.backfilling() {
+		case c.backfilling():
 			err = c.backfillRound(ctx)
-		} else {
+		default:
 			err = c.streamEvents(ctx, "")
 		}
 	}

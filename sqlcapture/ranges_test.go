@@ -36,7 +36,7 @@ func (db *rangedDB) SplitStream(_ context.Context, _ StreamID, after []byte, n i
 		}
 	}
 	db.mu.Unlock()
-	slices.SortFunc(keys, func(a, b []byte) int { return slices.Compare(a, b) })
+	slices.SortFunc(keys, slices.Compare)
 	var bounds [][]byte
 	for i := 1; i < n && len(keys) >= n; i++ {
 		bounds = append(bounds, keys[i*len(keys)/n])
@@ -151,7 +151,9 @@ func TestRangesInCheckpoints(t *testing.T) {
 		i--
 	}
 	cancel()
-	<-errc
+	if err := <-errc; err != nil && !IsCancellation(err) {
+		t.Fatal(err)
+	}
 	if !sawSplit {
 		t.Fatal("no checkpoint recorded the backfill split into 3 ranges")
 	}
@@ -223,7 +225,9 @@ func TestOldStateResumesSplit(t *testing.T) {
 		waitABit(t, deadline)
 	}
 	cancel()
-	<-errc
+	if err := <-errc; err != nil && !IsCancellation(err) {
+		t.Fatal(err)
+	}
 	got := map[int64]int64{}
 	rec.mu.Lock()
 	for _, cp := range rec.checkpoints {
