@@ -174,6 +174,9 @@ type chunk struct {
 	next []byte
 	done bool
 	err  error
+	// shared: other chunks emit at the same time, so emitting takes
+	// emitMu (a chunk read alone, the common case, does without).
+	shared bool
 }
 
 // scanParts reads one chunk of each part, at once over a connection each.
@@ -197,6 +200,7 @@ func (c *capture) scanParts(ctx context.Context, parts []part) ([]*chunk, error)
 	scanCtx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for i, ch := range chunks {
+		ch.shared = true
 		wg.Go(func() {
 			ch.err = c.scanAttempt(scanCtx, i, ch)
 			if ch.err != nil && !IsTransient(ch.err) {
@@ -235,6 +239,7 @@ func (c *capture) scanParts(ctx context.Context, parts []part) ([]*chunk, error)
 		return nil, err
 	}
 	for _, ch := range failed {
+		ch.shared = false // read one after another from here on
 		if c.chunkFull(ch) {
 			continue
 		}
@@ -296,8 +301,10 @@ func (c *capture) scanAttempt(ctx context.Context, conn int, ch *chunk) error {
 		after = slices.Clone(ch.last)
 	}
 	emit := func(r Row) error {
-		c.emitMu.Lock()
-		defer c.emitMu.Unlock()
+		if ch.shared {
+			c.emitMu.Lock()
+			defer c.emitMu.Unlock()
+		}
 		ch.n++
 		c.docs++
 		ch.last = append(ch.last[:0], r.Key...)
