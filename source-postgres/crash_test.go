@@ -137,8 +137,12 @@ func TestCrashRecovery(t *testing.T) {
 	s.Kill()
 	c.commit(s, len(s.Checkpoints()))
 
+	t.Logf("%d sessions ended with a backfill split into ranges", c.splitStates)
 	t.Logf("%d kills (%d during a backfill), %d consistency checks on the way, %d acknowledged checkpoints, %d unacknowledged ones discarded; workload: %d transactions committed, %d rolled back, %d conflicts",
 		c.kills, c.killsInBackfill, c.checks, c.acked, c.discarded, stats.Committed, stats.RolledBack, stats.Conflicts)
+	if c.splitStates == 0 {
+		t.Error("no session was killed with a backfill split into ranges in its committed state")
+	}
 	if c.kills < 5 || c.killsInBackfill == 0 || c.killsInBackfill == c.kills {
 		t.Errorf("the crash phase should kill the connector several times both during backfills and while streaming; it killed it %d times, %d of them during a backfill", c.kills, c.killsInBackfill)
 	}
@@ -162,6 +166,8 @@ type crashRun struct {
 	committed map[int][]json.RawMessage // documents of acknowledged checkpoints, by binding
 
 	kills, killsInBackfill, checks, acked, discarded int
+	// splitStates counts committed states with a backfill split into ranges.
+	splitStates int
 	phaseKills                                       int // kills during the current backfill phase
 }
 
@@ -180,6 +186,9 @@ func (c *crashRun) commit(s *testsupport.Session, n int) {
 	}
 	c.acked += n
 	c.discarded += len(s.Checkpoints()) - n
+	if strings.Contains(string(s.AckedState()), `"ranges":[`) {
+		c.splitStates++
+	}
 	c.state = s.AckedState()
 }
 
