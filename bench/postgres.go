@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -156,8 +157,9 @@ func (s *server) captureURL() string {
 }
 
 // connectorConfig is the connector's endpoint configuration for slot,
-// streaming in format ("binary": the default, auto; "text"; "": unset).
-func (s *server) connectorConfig(slot string, chunkSize int, format string) ([]byte, error) {
+// streaming in format ("binary": the default, auto; "text"; "": unset) and
+// backfilling over conns connections (0: the connector's default).
+func (s *server) connectorConfig(slot string, chunkSize int, format string, conns int) ([]byte, error) {
 	advanced := map[string]any{"slotName": slot, "sslmode": "disable"}
 	switch format {
 	case "binary":
@@ -167,6 +169,9 @@ func (s *server) connectorConfig(slot string, chunkSize int, format string) ([]b
 	}
 	if chunkSize > 0 {
 		advanced["backfill_chunk_size"] = chunkSize
+	}
+	if conns > 0 {
+		advanced["backfill_connections"] = conns
 	}
 	return json.Marshal(map[string]any{
 		"address":  s.pg.Addr(),
@@ -482,4 +487,64 @@ func recvlogicalBaseline(ctx context.Context, srv *server, slot string, endpos p
 		m.PeakRSS = max(m.PeakRSS, ru.Maxrss*1024)
 	}
 	return m, nil
+}
+
+// cpu returns the CPU seconds the server's processes have used so far: the
+// postmaster's own and its exited children's (which it has reaped), and
+// every live child's. A backend that exits between two readings moves from
+// the second sum to the first, so differences count every backend's work
+// whatever its lifetime. 0 when /proc cannot tell.
+func (s *server) cpu() float64 {
+	raw, err := os.ReadFile(filepath.Join(s.pg.DataDir(), "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	pm, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(raw), "\n", 2)[0]))
+	if err != nil {
+		return 0
+	}
+	fields, ok := procStat(pm)
+	if !ok {
+		return 0
+	}
+	// Fields 14-17 of /proc/<pid>/stat, counted from 1: utime, stime,
+	// cutime, cstime, in clock ticks; field 4 is the parent.
+	ticks := statField(fields, 14) + statField(fields, 15) + statField(fields, 16) + statField(fields, 17)
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == pm {
+			continue
+		}
+		if f, ok := procStat(pid); ok && statField(f, 4) == float64(pm) {
+			ticks += statField(f, 14) + statField(f, 15)
+		}
+	}
+	return ticks / clockTicks
+}
+
+// clockTicks is USER_HZ, 100 on every Linux platform Go supports.
+const clockTicks = 100
+
+// procStat returns the fields of /proc/<pid>/stat after the command name
+// (which may hold spaces), so that statField(f, n) is field n.
+func procStat(pid int) ([]string, bool) {
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil, false
+	}
+	i := strings.LastIndexByte(string(raw), ')')
+	if i < 0 {
+		return nil, false
+	}
+	return strings.Fields(string(raw[i+1:])), true
+}
+
+// statField is field n (1-based, as proc(5) numbers them) of a procStat.
+func statField(f []string, n int) float64 {
+	if n-3 >= len(f) || n < 3 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[n-3], 64)
+	return v
 }

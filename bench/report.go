@@ -40,7 +40,7 @@ func writeTable(w io.Writer, r *results) {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "phase\tconsumer\trows/s\tvs limit\ttarget\tseconds\tCPU µs/row\twalsender µs/row\tstartup s\tpeak RSS MB\tsteady RSS MB")
+	fmt.Fprintln(tw, "phase\tconsumer\trows/s\tvs limit\ttarget\tseconds\tCPU µs/row\tserver µs/row\twalsender µs/row\tstartup s\tpeak RSS MB\tsteady RSS MB")
 	for _, m := range r.Measurements {
 		ratio, target := "", ""
 		switch {
@@ -56,13 +56,16 @@ func writeTable(w io.Writer, r *results) {
 			}
 			target = fmt.Sprintf("%.2f %s", m.Target, verdict)
 		}
-		walsender := ""
-		if m.WalsenderSeconds > 0 {
-			walsender = fmt.Sprintf("%.2f", m.WalsenderSeconds/float64(max(m.Rows, 1))*1e6)
+		perRow := func(seconds float64) string {
+			if seconds <= 0 {
+				return ""
+			}
+			return fmt.Sprintf("%.2f", seconds/float64(max(m.Rows, 1))*1e6)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t%s\t%s\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t%s\t%s\t%s\t%s\n",
 			m.Phase, m.Consumer, count(int64(m.RowsPerSecond)), ratio, target, m.Seconds,
-			m.CPUSeconds/float64(max(m.Rows, 1))*1e6, walsender, seconds(m.StartupSeconds), megabytes(m.PeakRSS), megabytes(m.SteadyRSS))
+			m.CPUSeconds/float64(max(m.Rows, 1))*1e6, perRow(m.ServerCPUSeconds), perRow(m.WalsenderSeconds),
+			seconds(m.StartupSeconds), megabytes(m.PeakRSS), megabytes(m.SteadyRSS))
 	}
 	tw.Flush() //nolint:errcheck // w is an in-memory buffer (see report)
 	if l := r.Latency; l != nil {

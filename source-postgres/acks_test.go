@@ -24,6 +24,9 @@ import (
 func TestAcknowledgementsMoveTheSlot(t *testing.T) {
 	f := newFixture(t)
 	f.advanced["backfill_chunk_size"] = 5
+	// One chunk at a time: the first table is backfilled before the
+	// second's chunk waits for the lock (a round of both would wait too).
+	f.advanced["backfill_connections"] = 1
 	f.exec(t, `CREATE TABLE public.first (id int PRIMARY KEY, v text)`)
 	f.exec(t, `INSERT INTO public.first SELECT g, 'x' FROM generate_series(1, 20) g`)
 	f.exec(t, `CREATE TABLE public.second (id int PRIMARY KEY, v text)`)

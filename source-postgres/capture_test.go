@@ -347,6 +347,9 @@ func TestDiscovery(t *testing.T) {
 
 func TestCaptureLifecycle(t *testing.T) {
 	f := newFixture(t)
+	// One chunk at a time, so that the backfill is in key order, which
+	// this test checks.
+	f.advanced["backfill_connections"] = 1
 	f.advanced["backfill_chunk_size"] = 2
 	f.exec(t, `CREATE TABLE public.users (id integer PRIMARY KEY, name text NOT NULL, score numeric(10,2))`)
 	f.exec(t, `INSERT INTO public.users SELECT g, 'user ' || g, g * 1.5 FROM generate_series(1, 5) g`)

@@ -68,6 +68,10 @@ func TestCrashRecovery(t *testing.T) {
 	// From 14 on, the server streams the workload's larger transactions
 	// while they are in progress, so kills land inside streamed ones too.
 	f.streamSmallTransactions(t)
+	// Three connections, so that kills land in rounds of chunks read at
+	// once, of several tables and of key ranges of one (the tables are
+	// analyzed, so their estimates make them worth splitting).
+	f.advanced["backfill_connections"] = 3
 	tables := crashTables(t, f)
 	f.exec(t, `CREATE TABLE public.crash_sentinel (id int PRIMARY KEY, n bigint)`)
 
@@ -142,6 +146,7 @@ func TestCrashRecovery(t *testing.T) {
 	s.Kill()
 	c.commit(s, len(s.Checkpoints()))
 
+	t.Logf("%d sessions ended with a backfill split into ranges", c.splitStates)
 	t.Logf("%d kills (%d during a backfill), %d consistency checks on the way, %d acknowledged checkpoints, %d unacknowledged ones discarded; workload: %d transactions committed, %d rolled back, %d conflicts",
 		c.kills, c.killsInBackfill, c.checks, c.acked, c.discarded, stats.Committed, stats.RolledBack, stats.Conflicts)
 	if f.server(t).Has(pgversion.StreamingInProgress) {
@@ -150,6 +155,9 @@ func TestCrashRecovery(t *testing.T) {
 		if n == 0 {
 			t.Error("the server streamed no transaction while in progress: the kills never landed inside one")
 		}
+	}
+	if c.splitStates == 0 {
+		t.Error("no session was killed with a backfill split into ranges in its committed state")
 	}
 	if c.kills < 5 || c.killsInBackfill == 0 || c.killsInBackfill == c.kills {
 		t.Errorf("the crash phase should kill the connector several times both during backfills and while streaming; it killed it %d times, %d of them during a backfill", c.kills, c.killsInBackfill)
@@ -174,6 +182,8 @@ type crashRun struct {
 	committed map[int][]json.RawMessage // documents of acknowledged checkpoints, by binding
 
 	kills, killsInBackfill, checks, acked, discarded int
+	// splitStates counts committed states with a backfill split into ranges.
+	splitStates int
 	phaseKills                                       int // kills during the current backfill phase
 }
 
@@ -192,6 +202,9 @@ func (c *crashRun) commit(s *testsupport.Session, n int) {
 	}
 	c.acked += n
 	c.discarded += len(s.Checkpoints()) - n
+	if strings.Contains(string(s.AckedState()), `"ranges":[`) {
+		c.splitStates++
+	}
 	c.state = s.AckedState()
 }
 
@@ -217,11 +230,8 @@ func (c *crashRun) checkAfterQuiet(s *testsupport.Session, a *acker, w *testsupp
 	for i, tbl := range c.tables[:c.bound] {
 		all := append(slices.Clip(c.committed[i]), docs[i]...)
 		query, args, what := tbl.query, []any(nil), "backfilled"
-		if scanned, ok := c.scanned(state, tbl); ok {
-			query, args, what = tbl.query+" WHERE "+tbl.bound, []any{scanned}, fmt.Sprintf("backfilled up to %#v", scanned)
-			if scanned == nil {
-				query, args, what = tbl.query+" WHERE false", nil, "not backfilled yet"
-			}
+		if where, whereArgs, ok := c.scanned(state, tbl); ok {
+			query, args, what = tbl.query+" WHERE "+where, whereArgs, fmt.Sprintf("backfilled where %s %v", where, whereArgs)
 		}
 		if d := diffAgainstTable(t, c.f, all, []string{"/" + tbl.key}, query, args...); !d.ok() {
 			t.Errorf("round %d, %s (%s): the committed documents differ from the table: %s", round, tbl.name, what, d)
@@ -230,9 +240,11 @@ func (c *crashRun) checkAfterQuiet(s *testsupport.Session, a *acker, w *testsupp
 	return n
 }
 
-// scanned returns how far a table's backfill has read, decoded, and false
-// if the table is backfilled.
-func (c *crashRun) scanned(state json.RawMessage, tbl crashTable) (any, bool) {
+// scanned returns the condition on the table's rows that its backfill has
+// read (with its parameters), and false if the table is backfilled. A
+// backfill split into ranges has read, in each range, the keys after the
+// previous range's end up to its own position (its end once done).
+func (c *crashRun) scanned(state json.RawMessage, tbl crashTable) (string, []any, bool) {
 	t := c.t
 	var st struct {
 		Streams map[string]sqlcapture.StreamState `json:"streams"`
@@ -242,16 +254,49 @@ func (c *crashRun) scanned(state json.RawMessage, tbl crashTable) (any, bool) {
 	}
 	ss := st.Streams[protocol.StateKey([]string{"public", tbl.name}, 0)]
 	if ss.Mode == sqlcapture.ModeActive {
-		return nil, false
+		return "", nil, false
 	}
-	if ss.Scanned == nil {
-		return nil, true
+	decode := func(pos []byte) any {
+		key, err := sqlcapture.DecodeKey(pos)
+		if err != nil || len(key) != 1 {
+			t.Fatalf("a backfill position of %s in %s does not decode to one value: %v", tbl.name, state, err)
+		}
+		return key[0]
 	}
-	key, err := sqlcapture.DecodeKey(ss.Scanned)
-	if err != nil || len(key) != 1 {
-		t.Fatalf("the scanned key of %s in %s does not decode to one value: %v", tbl.name, state, err)
+	ranges := ss.Ranges
+	if len(ranges) == 0 {
+		ranges = []sqlcapture.KeyRange{{Scanned: ss.Scanned}}
 	}
-	return key[0], true
+	var args []any
+	param := func(template string, pos []byte) string {
+		args = append(args, decode(pos))
+		return strings.Replace(template, "$1", fmt.Sprintf("$%d", len(args)), 1)
+	}
+	above := strings.Replace(tbl.bound, "<=", ">", 1)
+	var ors []string
+	var prev []byte
+	for _, r := range ranges {
+		upper := r.Scanned
+		if r.Done {
+			upper = r.End
+		}
+		var ands []string
+		if prev != nil {
+			ands = append(ands, param(above, prev))
+		}
+		switch {
+		case upper != nil:
+			ands = append(ands, param(tbl.bound, upper))
+		case !r.Done:
+			ands = append(ands, "false")
+		}
+		if len(ands) == 0 {
+			ands = []string{"true"}
+		}
+		ors = append(ors, "("+strings.Join(ands, " AND ")+")")
+		prev = r.End
+	}
+	return strings.Join(ors, " OR "), args, true
 }
 
 // backfilling reports whether any binding is not yet backfilled.
@@ -340,6 +385,9 @@ func crashTables(t *testing.T, f *fixture) []crashTable {
 	tables = append(tables, intTable("crash_late", 100))
 	f.exec(t, `CREATE TABLE public.crash_late (id integer PRIMARY KEY, v text, n bigint NOT NULL)`)
 	f.exec(t, `INSERT INTO public.crash_late SELECT g, 'seed ' || g, 0 FROM generate_series(0, 99) g WHERE g % 4 <> 0`)
+	for _, tbl := range tables {
+		f.exec(t, `ANALYZE public.`+tbl.name)
+	}
 	return tables
 }
 

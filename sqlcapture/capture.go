@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -40,6 +41,11 @@ type Output interface {
 type Options struct {
 	// ChunkSize is the number of rows a backfill chunk reads.
 	ChunkSize int
+	// BackfillConnections is how many backfill chunks are read at once, each
+	// over its own connection, when the Database is a RangeDatabase: chunks
+	// of several tables, or of ranges of one table split by SplitStream.
+	// Default 1: one chunk at a time.
+	BackfillConnections int
 	// FenceTimeout bounds how long a watermark fence may wait without the
 	// change stream committing anything.
 	FenceTimeout time.Duration
@@ -65,6 +71,9 @@ type Options struct {
 func (o *Options) setDefaults() {
 	if o.ChunkSize <= 0 {
 		o.ChunkSize = 4096
+	}
+	if o.BackfillConnections <= 0 {
+		o.BackfillConnections = 1
 	}
 	if o.FenceTimeout <= 0 {
 		o.FenceTimeout = 5 * time.Minute
@@ -126,6 +135,10 @@ func Run(ctx context.Context, db Database, bindings []Binding, state State, out 
 type binding struct {
 	Binding
 	state StreamState
+	// split: the backfill was split into ranges (now or in the state it
+	// resumed from), so checkpoints always write its ranges; splitTried:
+	// this session asked to split it, which it does once.
+	split, splitTried bool
 }
 
 // capture is one capture session. Its methods are spread over files named
@@ -166,6 +179,8 @@ type capture struct {
 	docs int
 	// fenceSeen: the awaited watermark appeared; its commit ends the fence.
 	fenceSeen bool
+	// emitMu serializes the output of chunks read at once.
+	emitMu sync.Mutex
 	// batch is the batch being processed, and next its next event: a fence
 	// can end in the middle of a batch.
 	batch *Batch
@@ -193,6 +208,10 @@ func (c *capture) reconcile(bindings []Binding, state State) error {
 			return fmt.Errorf("the key of table %s changed from %v to %v during its backfill: %s", b.Stream, prev.KeyColumns, b.KeyColumns, c.opts.RebackfillTable)
 		case ok:
 			nb.state = *prev
+			// The engine advances ranges in place; the state it resumes
+			// from is the caller's.
+			nb.state.Ranges = slices.Clone(prev.Ranges)
+			nb.split = len(prev.Ranges) > 0
 		case b.SkipBackfill:
 			nb.state = StreamState{Mode: ModeActive, KeyColumns: b.KeyColumns}
 			c.dirty[b.StateKey] = true
@@ -235,11 +254,12 @@ func (c *capture) run(ctx context.Context) error {
 				return err
 			}
 		}
-		if !c.started {
+		switch {
+		case !c.started:
 			err = c.start(ctx)
-		} else if b := c.nextBackfill(); b != nil {
-			err = c.backfillChunk(ctx, b)
-		} else {
+		case c.backfilling():
+			err = c.backfillRound(ctx)
+		default:
 			err = c.streamEvents(ctx, "")
 		}
 	}

@@ -137,6 +137,12 @@ func maps(m map[int64]int64) map[int64]int64 {
 }
 
 func (db *memDB) ScanChunk(ctx context.Context, stream StreamID, after []byte, offset int64, limit int, emit func(Row) error) ([]byte, bool, error) {
+	return db.scan(after, nil, limit, emit)
+}
+
+// scan reads up to limit rows after after and at or before until (nil: no
+// bound).
+func (db *memDB) scan(after, until []byte, limit int, emit func(Row) error) ([]byte, bool, error) {
 	db.mu.Lock()
 	var keys []int64
 	for k := range db.rows {
@@ -148,6 +154,9 @@ func (db *memDB) ScanChunk(ctx context.Context, stream StreamID, after []byte, o
 		key := AppendKeyInt(nil, k)
 		if after != nil && string(key) <= string(after) {
 			continue
+		}
+		if until != nil && string(key) > string(until) {
+			break
 		}
 		v := db.rows[k]
 		rows = append(rows, Row{Key: key, Doc: memDoc(OpInsert, k, &v, 0)})
@@ -392,7 +401,7 @@ func applyPatch(t *testing.T, state *State, patch json.RawMessage) {
 // checkpoint once it is backfilled, and at the end.
 func TestInterleavingModel(t *testing.T) {
 	for seed := range uint64(20) {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) { runModel(t, seed, false) })
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { runModel(t, seed, false, 0) })
 	}
 }
 
@@ -404,21 +413,29 @@ func TestInterleavingModel(t *testing.T) {
 // and every position reported as acknowledged must be one of a checkpoint.
 func TestInterleavingModelWithFaults(t *testing.T) {
 	for seed := range uint64(20) {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) { runModel(t, seed, true) })
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { runModel(t, seed, true, 0) })
 	}
 }
 
-func runModel(t *testing.T, seed uint64, faulty bool) {
+// runModel runs the model; with conns > 0 the database reads ranges, and
+// the engine up to conns chunks at once.
+func runModel(t *testing.T, seed uint64, faulty bool, conns int) {
 	rng := rand.New(rand.NewPCG(seed, 7))
-	db := newMemDB()
-	db.raceChunks = seed%2 == 0
+	mem := newMemDB()
+	var db Database = mem
+	var ranged *rangedDB
+	if conns > 0 {
+		ranged = &rangedDB{memDB: mem, conns: conns}
+		db = ranged
+	}
+	mem.raceChunks = seed%2 == 0
 	// Rows before the capture starts.
 	initial := map[int64]*int64{}
 	for k := range int64(rng.IntN(200)) {
 		v := rng.Int64N(1000)
 		initial[k*2] = &v
 	}
-	db.commit(initial, nil)
+	mem.commit(initial, nil)
 
 	writerCtx, stopWriter := context.WithCancel(context.Background())
 	defer stopWriter()
@@ -442,14 +459,14 @@ func runModel(t *testing.T, seed uint64, faulty bool) {
 					writes[k] = &v
 				}
 			}
-			db.commit(writes, moves)
+			mem.commit(writes, moves)
 			time.Sleep(time.Duration(wrng.IntN(200)) * time.Microsecond)
 		}
 	}()
 
 	var state State
 	reduced := map[int64]int64{}
-	binding := Binding{Index: 0, StateKey: "public%2Ft", Stream: db.stream, KeyColumns: []string{"id"}}
+	binding := Binding{Index: 0, StateKey: "public%2Ft", Stream: mem.stream, KeyColumns: []string{"id"}}
 	log := logrus.New()
 	// Reconnections are warnings, hundreds of them here: MODEL_DEBUG=1 shows them.
 	log.SetLevel(logrus.ErrorLevel)
@@ -466,13 +483,13 @@ func runModel(t *testing.T, seed uint64, faulty bool) {
 		rec := &recorder{acks: acks}
 		ctx, cancel := context.WithCancel(context.Background())
 		errc := make(chan error, 1)
-		opts := Options{ChunkSize: 1 + rng.IntN(40), CoalesceDocs: 1 + rng.IntN(8), Logger: log, RetryDelay: 10 * time.Microsecond, RetryTimeout: time.Minute}
-		db.mu.Lock()
+		opts := Options{ChunkSize: 1 + rng.IntN(40), CoalesceDocs: 1 + rng.IntN(8), Logger: log, RetryDelay: 10 * time.Microsecond, RetryTimeout: time.Minute, BackfillConnections: conns}
+		mem.mu.Lock()
 		if faulty {
-			db.faults = &faultPlan{rng: rand.New(rand.NewPCG(seed, uint64(session)))}
+			mem.faults = &faultPlan{rng: rand.New(rand.NewPCG(seed, uint64(session)))}
 		}
-		db.acknowledged = nil
-		db.mu.Unlock()
+		mem.acknowledged = nil
+		mem.mu.Unlock()
 		go func() {
 			errc <- Run(ctx, db, []Binding{binding}, state, rec, acks, opts)
 		}()
@@ -483,7 +500,7 @@ func runModel(t *testing.T, seed uint64, faulty bool) {
 			deadline = time.Now().Add(20 * time.Second)
 		}
 		for time.Now().Before(deadline) {
-			if last && caughtUp(t, db, rec, state) {
+			if last && caughtUp(t, mem, rec, state) {
 				break
 			}
 			time.Sleep(time.Millisecond)
@@ -491,6 +508,9 @@ func runModel(t *testing.T, seed uint64, faulty bool) {
 		cancel()
 		if err := <-errc; err != nil && !IsCancellation(err) {
 			t.Fatalf("session %d: %v", session, err)
+		}
+		if ranged != nil && ranged.overlap != "" {
+			t.Fatalf("session %d: %s", session, ranged.overlap)
 		}
 		if rec.dup != "" {
 			t.Fatalf("session %d emitted a change twice: %s", session, rec.dup)
@@ -507,34 +527,34 @@ func runModel(t *testing.T, seed uint64, faulty bool) {
 				continue
 			}
 			cursor, _ := strconv.Atoi(state.Cursor)
-			db.mu.Lock()
-			want := db.history[cursor]
-			db.mu.Unlock()
+			mem.mu.Lock()
+			want := mem.history[cursor]
+			mem.mu.Unlock()
 			// Every key the backfill has reached must hold its value as of
 			// the checkpoint's cursor; once backfilled, every key must.
 			got, exp := reduced, want
 			if st.Mode == ModeBackfill {
-				got, exp = below(reduced, st.Scanned), below(want, st.Scanned)
+				got, exp = covered(reduced, st), covered(want, st)
 			}
 			if !equalMaps(got, exp) {
 				t.Fatalf("session %d checkpoint %d at cursor %d (%s): collection differs from the table:\n got %v\nwant %v", session, i, cursor, st.Mode, got, exp)
 			}
 		}
-		db.mu.Lock()
-		for _, a := range db.acknowledged {
+		mem.mu.Lock()
+		for _, a := range mem.acknowledged {
 			if !cursors[a] {
 				t.Errorf("session %d reported %q as acknowledged, which is no checkpoint's cursor", session, a)
 			}
 		}
-		db.mu.Unlock()
+		mem.mu.Unlock()
 		if last {
-			if !caughtUp(t, db, rec, state) {
+			if !caughtUp(t, mem, rec, state) {
 				t.Fatalf("the capture did not catch up")
 			}
-			db.mu.Lock()
-			defer db.mu.Unlock()
-			if !equalMaps(reduced, db.rows) {
-				t.Fatalf("final collection differs from the table:\n got %v\nwant %v", reduced, db.rows)
+			mem.mu.Lock()
+			defer mem.mu.Unlock()
+			if !equalMaps(reduced, mem.rows) {
+				t.Fatalf("final collection differs from the table:\n got %v\nwant %v", reduced, mem.rows)
 			}
 			return
 		}
@@ -562,11 +582,12 @@ func caughtUp(t *testing.T, db *memDB, rec *recorder, prev State) bool {
 	return s != nil && s.Mode == ModeActive && st.Cursor == end
 }
 
-// below keeps the entries whose encoded key is at or below scanned.
-func below(m map[int64]int64, scanned []byte) map[int64]int64 {
+// covered keeps the entries whose key the backfill state says is read.
+func covered(m map[int64]int64, st *StreamState) map[int64]int64 {
+	b := &binding{Binding: Binding{KeyColumns: []string{"id"}}, state: *st}
 	out := map[int64]int64{}
 	for k, v := range m {
-		if scanned != nil && string(AppendKeyInt(nil, k)) <= string(scanned) {
+		if b.emits(AppendKeyInt(nil, k)) {
 			out[k] = v
 		}
 	}

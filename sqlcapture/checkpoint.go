@@ -13,13 +13,19 @@ import (
 // the shape of the State it patches; a null stream state deletes the entry of
 // a binding no longer captured.
 func (c *capture) checkpoint() error {
-	patch := State{Cursor: c.cursor}
+	patch := statePatch{Cursor: c.cursor}
 	if len(c.dirty) > 0 || len(c.removed) > 0 {
-		patch.Streams = make(map[string]*StreamState, len(c.dirty)+len(c.removed))
+		patch.Streams = make(map[string]*streamPatch, len(c.dirty)+len(c.removed))
 		for _, b := range c.bindings {
 			if c.dirty[b.StateKey] {
 				st := b.state
-				patch.Streams[b.StateKey] = &st
+				p := &streamPatch{StreamState: &st}
+				if b.split {
+					// Written even when empty, as null, which clears the
+					// ranges of a backfill now complete.
+					p.Ranges = &st.Ranges
+				}
+				patch.Streams[b.StateKey] = p
 			}
 		}
 		for _, key := range c.removed {
@@ -42,6 +48,20 @@ func (c *capture) checkpoint() error {
 	c.pendingCommit = false
 	c.docs = 0
 	return nil
+}
+
+// statePatch is a checkpoint's merge patch: a State whose stream states
+// may write their ranges as null.
+type statePatch struct {
+	Cursor  string                  `json:"cursor,omitempty"`
+	Streams map[string]*streamPatch `json:"streams,omitempty"`
+}
+
+// streamPatch is a StreamState whose Ranges, when set, are written even if
+// empty (the outer field hides the embedded one's).
+type streamPatch struct {
+	*StreamState
+	Ranges *[]KeyRange `json:"ranges,omitempty"`
 }
 
 // acknowledge releases the change stream up to the newest of the n oldest

@@ -67,6 +67,29 @@ type Database interface {
 	DescribeStream(ctx context.Context, stream StreamID) (json.RawMessage, error)
 }
 
+// RangeDatabase is a Database that can read several backfill chunks at
+// once, each over its own connection, and split a table into ranges of
+// positions for that. The engine reads up to Options.BackfillConnections
+// chunks at a time when its Database is one.
+type RangeDatabase interface {
+	Database
+
+	// SplitStream proposes up to n-1 positions, in increasing order and
+	// all after after, that split the table's rows positioned after after
+	// into parts of about equal size. It may propose fewer, or none, for a
+	// table too small to be worth splitting. The positions are only a
+	// proposal: a wrong guess makes the parts unequal, never loses rows.
+	SplitStream(ctx context.Context, stream StreamID, after []byte, n int) ([][]byte, error)
+
+	// ScanRange is ScanChunk over connection conn (0 <= conn <
+	// Options.BackfillConnections), reading only rows positioned at or
+	// before until (nil: no bound); done reports that none remain up to
+	// it. Calls on different connections run concurrently, and each keeps
+	// ScanChunk's promise about the change stream. ScanChunk is ScanRange on
+	// connection 0 without a bound.
+	ScanRange(ctx context.Context, conn int, stream StreamID, after, until []byte, offset int64, limit int, emit func(Row) error) (next []byte, done bool, err error)
+}
+
 // ReplicationStream is an open change stream. Events arrive in commit order:
 // a transaction's Change events, then its Commit. A transaction delivered
 // again by a stream restarted at the same cursor carries the same changes in

@@ -14,6 +14,14 @@ import (
 //
 // cursor is where the change stream resumes; each stream's scanned key is the
 // last key the backfill has emitted (absent once the table is backfilled).
+// A backfill split into ranges read at once (Options.BackfillConnections)
+// records each range's progress in ranges instead, and its scanned is null:
+//
+//	"ranges": [{"end": "<base64 key>", "scanned": null, "done": false}, …,
+//	           {"end": null, "scanned": "<base64 key>", "done": false}]
+//
+// A state without ranges (all states written before ranges existed) is one
+// range from scanned to the end of the table.
 type State struct {
 	Cursor  string                  `json:"cursor,omitempty"`
 	Streams map[string]*StreamState `json:"streams,omitempty"`
@@ -37,6 +45,25 @@ type StreamState struct {
 	// (as null when empty) so that a merge patch clears it.
 	Scanned    []byte `json:"scanned"`
 	Backfilled int64  `json:"backfilled"`
+	// Ranges, when the backfill is split, are its parts in position order;
+	// empty when it is not. A checkpoint of a binding that was split
+	// always writes it (as null once the backfill is complete), so that a
+	// merge patch clears it.
+	Ranges []KeyRange `json:"ranges,omitempty"`
+}
+
+// KeyRange is one part of a split backfill: the rows positioned after the
+// previous range's End (the first range: from the table's start) up to and
+// including its own End (the last range has none: to the table's end).
+// Every field is always written, since a merge patch replaces the whole
+// list.
+type KeyRange struct {
+	End []byte `json:"end"`
+	// Scanned is the position of the last row read (nil: none yet, the
+	// range starts after the previous range's End).
+	Scanned []byte `json:"scanned"`
+	// Done: every row of the range has been read.
+	Done bool `json:"done"`
 }
 
 // ParseState decodes a checkpointed state. An empty or null state is a new
@@ -59,6 +86,9 @@ func ParseState(raw json.RawMessage) (State, error) {
 		}
 		if s.Mode != ModeBackfill && s.Mode != ModeActive {
 			return State{}, fmt.Errorf("parsing the capture's checkpointed state: stream %q has unknown mode %q", key, s.Mode)
+		}
+		if err := checkRanges(s); err != nil {
+			return State{}, fmt.Errorf("parsing the capture's checkpointed state: stream %q: %w (the state is written by this connector; reset the capture's state or re-backfill the binding)", key, err)
 		}
 	}
 	return st, nil
@@ -85,6 +115,13 @@ func (st *State) Apply(patch []byte) error {
 		s := new(StreamState)
 		if prev := st.Streams[key]; prev != nil {
 			*s = *prev
+			// A merge patch replaces a list whole: decoding into the
+			// previous one would keep fields of its elements.
+			s.Ranges = nil
+			var fields map[string]json.RawMessage
+			if err := json.Unmarshal(raw, &fields); err == nil && fields["ranges"] == nil {
+				s.Ranges = prev.Ranges
+			}
 		}
 		if err := json.Unmarshal(raw, s); err != nil {
 			return fmt.Errorf("applying checkpoint to stream %q: %w", key, err)
@@ -93,6 +130,28 @@ func (st *State) Apply(patch []byte) error {
 			st.Streams = make(map[string]*StreamState)
 		}
 		st.Streams[key] = s
+	}
+	return nil
+}
+
+// checkRanges reports a split backfill whose ranges are not in order: every
+// range but the last has an End, each greater than the one before, and a
+// state that is not backfilling has none.
+func checkRanges(s *StreamState) error {
+	if len(s.Ranges) == 0 {
+		return nil
+	}
+	if s.Mode != ModeBackfill {
+		return fmt.Errorf("mode %s has backfill ranges", s.Mode)
+	}
+	for i, r := range s.Ranges {
+		last := i == len(s.Ranges)-1
+		if (r.End == nil) != last {
+			return fmt.Errorf("backfill range %d of %d has the wrong end", i+1, len(s.Ranges))
+		}
+		if i > 0 && !last && bytes.Compare(s.Ranges[i-1].End, r.End) >= 0 {
+			return fmt.Errorf("backfill range %d ends before the one before it", i+1)
+		}
 	}
 	return nil
 }

@@ -146,8 +146,15 @@ func (c *capture) applyChange(e *Change, fence string) error {
 // always once the table is backfilled; while it is backfilling, only for
 // rows the backfill has already read, since a later chunk reads the others
 // as they are then. A table without a key cannot tell, so its changes are
-// all emitted.
+// all emitted. In a split backfill the row's range decides.
 func (b *binding) emits(key []byte) bool {
-	return b.state.Mode == ModeActive || len(b.KeyColumns) == 0 ||
-		(b.state.Scanned != nil && bytes.Compare(key, b.state.Scanned) <= 0)
+	if b.state.Mode == ModeActive || len(b.KeyColumns) == 0 {
+		return true
+	}
+	for _, r := range b.state.Ranges {
+		if r.End == nil || bytes.Compare(key, r.End) <= 0 {
+			return r.Done || (r.Scanned != nil && bytes.Compare(key, r.Scanned) <= 0)
+		}
+	}
+	return b.state.Scanned != nil && bytes.Compare(key, b.state.Scanned) <= 0
 }

@@ -88,7 +88,7 @@ func BenchmarkBackfill(b *testing.B) {
 		var offset, total int64
 		b.ReportAllocs()
 		for b.Loop() {
-			next, done, err := s.ScanChunk(ctx, table, after, offset, benchChunk, func(sqlcapture.Row) error { total++; return nil })
+			next, done, err := s.ScanChunk(ctx, table, after, nil, offset, benchChunk, func(sqlcapture.Row) error { total++; return nil })
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -28,10 +28,14 @@ type Table struct {
 	keys []int
 	// first reads the first chunk in key order; next the chunk after a key.
 	first, next string
-	// physical tables are read by ranges of blocks: blocks measures the
-	// table, ranged reads the rows of a block range.
-	physical       bool
-	blocks, ranged string
+	// head, filter and order build ranged variants: the SELECT, the row
+	// filter (empty: none) and the key order expressions.
+	head, filter string
+	order        []string
+	// physical tables are read by ranges of blocks: ranged reads the rows
+	// of a block range.
+	physical bool
+	ranged   string
 }
 
 // Physical reports whether the table is read by ranges of blocks.
@@ -74,10 +78,6 @@ func NewTable(t *discovery.Table, physical bool, tag string) (*Table, error) {
 		// The largest leaf bounds the scan: a partitioned table's block
 		// ranges apply to each of its partitions. (pg_partition_tree lists
 		// nothing for a table that is not partitioned.)
-		bt.blocks = `SELECT coalesce(max(pg_relation_size(p.relid)), 0) / current_setting('block_size')::bigint,
-			coalesce(sum(c.reltuples) FILTER (WHERE c.reltuples > 0), 0)::float8, coalesce(sum(c.relpages), 0)::float8
-			FROM (SELECT relid FROM pg_partition_tree($1::regclass) WHERE isleaf UNION SELECT $1::regclass) p
-			JOIN pg_class c ON c.oid = p.relid`
 		bt.ranged = head + where + "ctid >= $1::tid AND ctid < $2::tid"
 		return bt, nil
 	}
@@ -97,6 +97,7 @@ func NewTable(t *discovery.Table, physical bool, tag string) (*Table, error) {
 		order = append(order, bt.columns[idx].info.KeyOrderExpr())
 		params = append(params, bt.columns[idx].info.KeyParamExpr(i+1))
 	}
+	bt.head, bt.filter, bt.order = head, t.RowFilter, order
 	tail := " ORDER BY " + strings.Join(order, ", ") + " LIMIT "
 	bt.first = head + tail
 	if t.RowFilter != "" {
@@ -105,6 +106,15 @@ func NewTable(t *discovery.Table, physical bool, tag string) (*Table, error) {
 	bt.next = head + where + "(" + strings.Join(order, ", ") + ") > (" + strings.Join(params, ", ") + ")" + tail
 	return bt, nil
 }
+
+// measureQuery measures a table: the largest leaf's blocks bound a block
+// scan, since a partitioned table's block ranges apply to each of its
+// partitions (pg_partition_tree lists nothing for a table that is not
+// partitioned); the statistics' rows and pages estimate rows per block.
+const measureQuery = `SELECT coalesce(max(pg_relation_size(p.relid)), 0) / current_setting('block_size')::bigint,
+	coalesce(sum(c.reltuples) FILTER (WHERE c.reltuples > 0), 0)::float8, coalesce(sum(c.relpages), 0)::float8
+	FROM (SELECT relid FROM pg_partition_tree($1::regclass) WHERE isleaf UNION SELECT $1::regclass) p
+	JOIN pg_class c ON c.oid = p.relid`
 
 // Scanner reads chunks over one connection.
 type Scanner struct {
@@ -128,7 +138,9 @@ const visibilityWait = 10 * time.Minute
 // ScanChunk reads t's next chunk after the position after and emits each
 // row as a backfill document. It returns the position the next chunk
 // starts after, and whether the table has no more rows.
-func (s *Scanner) ScanChunk(ctx context.Context, t *Table, after []byte, offset int64, limit int, emit func(sqlcapture.Row) error) (next []byte, done bool, err error) {
+// until, if not nil, bounds the chunk: only rows at or before it are read,
+// and done reports that none remain up to it.
+func (s *Scanner) ScanChunk(ctx context.Context, t *Table, after, until []byte, offset int64, limit int, emit func(sqlcapture.Row) error) (next []byte, done bool, err error) {
 	if err := s.begin(ctx, t); err != nil {
 		return nil, false, fmt.Errorf("starting the chunk transaction: %w", err)
 	}
@@ -138,9 +150,9 @@ func (s *Scanner) ScanChunk(ctx context.Context, t *Table, after []byte, offset 
 		}
 	}()
 	if t.physical {
-		next, done, err = s.scanBlocks(ctx, t, after, offset, limit, emit)
+		next, done, err = s.scanBlocks(ctx, t, after, until, offset, limit, emit)
 	} else {
-		next, done, err = s.scanKeys(ctx, t, after, offset, limit, emit)
+		next, done, err = s.scanKeys(ctx, t, after, until, offset, limit, emit)
 	}
 	if err != nil {
 		return nil, false, err
@@ -151,26 +163,26 @@ func (s *Scanner) ScanChunk(ctx context.Context, t *Table, after []byte, offset 
 	return next, done, nil
 }
 
-// scanKeys reads up to limit rows with keys greater than after, in key order.
-func (s *Scanner) scanKeys(ctx context.Context, t *Table, after []byte, offset int64, limit int, emit func(sqlcapture.Row) error) ([]byte, bool, error) {
+// scanKeys reads up to limit rows with keys greater than after (and at or
+// below until), in key order.
+func (s *Scanner) scanKeys(ctx context.Context, t *Table, after, until []byte, offset int64, limit int, emit func(sqlcapture.Row) error) ([]byte, bool, error) {
 	query := t.first + strconv.Itoa(limit)
 	var params [][]byte
 	if after != nil {
-		elems, err := sqlcapture.DecodeKey(after)
+		p, err := t.keyParams(after)
 		if err != nil {
-			return nil, false, fmt.Errorf("decoding the backfill position of %s: %w", t.info.QuotedName(), err)
+			return nil, false, err
 		}
-		if len(elems) != len(t.keys) {
-			return nil, false, fmt.Errorf("the backfill position of %s has %d key values but the key has %d columns", t.info.QuotedName(), len(elems), len(t.keys))
-		}
-		for i, e := range elems {
-			p, err := t.columns[t.keys[i]].info.KeyParam(e)
-			if err != nil {
-				return nil, false, fmt.Errorf("the backfill position of %s: %w", t.info.QuotedName(), err)
-			}
-			params = append(params, []byte(p))
-		}
+		params = p
 		query = t.next + strconv.Itoa(limit)
+	}
+	if until != nil {
+		p, err := t.keyParams(until)
+		if err != nil {
+			return nil, false, err
+		}
+		query = t.rangeQuery(after != nil, len(params)) + strconv.Itoa(limit)
+		params = append(params, p...)
 	}
 	rows, err := s.readRows(ctx, t, query, params, offset, emit)
 	if err != nil || rows == 0 {
@@ -179,12 +191,54 @@ func (s *Scanner) scanKeys(ctx context.Context, t *Table, after []byte, offset i
 	return s.key, rows < limit, nil
 }
 
+// keyParams decodes a position into the key's query parameters.
+func (t *Table) keyParams(pos []byte) ([][]byte, error) {
+	elems, err := sqlcapture.DecodeKey(pos)
+	if err != nil {
+		return nil, fmt.Errorf("decoding the backfill position of %s: %w", t.info.QuotedName(), err)
+	}
+	if len(elems) != len(t.keys) {
+		return nil, fmt.Errorf("the backfill position of %s has %d key values but the key has %d columns", t.info.QuotedName(), len(elems), len(t.keys))
+	}
+	var params [][]byte
+	for i, e := range elems {
+		p, err := t.columns[t.keys[i]].info.KeyParam(e)
+		if err != nil {
+			return nil, fmt.Errorf("the backfill position of %s: %w", t.info.QuotedName(), err)
+		}
+		params = append(params, []byte(p))
+	}
+	return params, nil
+}
+
+// rangeQuery is the chunk query of a bounded range, after a key if
+// fromKey (its parameters first), up to the key in the parameters after.
+func (t *Table) rangeQuery(fromKey bool, first int) string {
+	tuple := func(from int) string {
+		params := make([]string, len(t.keys))
+		for i, k := range t.keys {
+			params[i] = t.columns[k].info.KeyParamExpr(from + i + 1)
+		}
+		return "(" + strings.Join(params, ", ") + ")"
+	}
+	order := "(" + strings.Join(t.order, ", ") + ")"
+	var conds []string
+	if t.filter != "" {
+		conds = append(conds, "("+t.filter+")")
+	}
+	if fromKey {
+		conds = append(conds, order+" > "+tuple(0))
+	}
+	conds = append(conds, order+" <= "+tuple(first))
+	return t.head + " WHERE " + strings.Join(conds, " AND ") + " ORDER BY " + strings.Join(t.order, ", ") + " LIMIT "
+}
+
 // scanBlocks reads the rows of a range of blocks starting at the block that
 // after names, sized from the table's statistics to hold about limit rows.
 // A row that an update moves while the scan runs may be read twice or not at
 // all; its change is emitted either way, since a table without a key has
 // all its changes emitted.
-func (s *Scanner) scanBlocks(ctx context.Context, t *Table, after []byte, offset int64, limit int, emit func(sqlcapture.Row) error) ([]byte, bool, error) {
+func (s *Scanner) scanBlocks(ctx context.Context, t *Table, after, until []byte, offset int64, limit int, emit func(sqlcapture.Row) error) ([]byte, bool, error) {
 	var start int64
 	if after != nil {
 		elems, err := sqlcapture.DecodeKey(after)
@@ -193,27 +247,49 @@ func (s *Scanner) scanBlocks(ctx context.Context, t *Table, after []byte, offset
 		}
 		start, _ = elems[0].(int64)
 	}
-	results := s.conn.ExecParams(ctx, t.blocks, [][]byte{[]byte(t.info.QuotedName())}, nil, nil, nil).Read()
-	err := results.Err
-	if err == nil && len(results.Rows) != 1 {
-		err = fmt.Errorf("no size")
-	}
+	size, tuples, pages, err := s.measure(ctx, t)
 	if err != nil {
-		return nil, false, fmt.Errorf("measuring %s: %w", t.info.QuotedName(), err)
+		return nil, false, err
 	}
-	size, _ := strconv.ParseInt(string(results.Rows[0][0]), 10, 64)
-	tuples, _ := strconv.ParseFloat(string(results.Rows[0][1]), 64)
-	pages, _ := strconv.ParseFloat(string(results.Rows[0][2]), 64)
 	perBlock := 50.0 // a guess for tables never analyzed
 	if tuples > 0 && pages > 0 {
 		perBlock = max(tuples/pages, 1)
 	}
 	end := start + max(int64(float64(limit)/perBlock), 1)
+	if until != nil {
+		// A range of blocks ends before its bound's block.
+		elems, err := sqlcapture.DecodeKey(until)
+		if err != nil || len(elems) != 1 {
+			return nil, false, fmt.Errorf("the backfill range bound of %s is not a block number", t.info.QuotedName())
+		}
+		bound, _ := elems[0].(int64)
+		if end >= bound {
+			end = bound
+			size = min(size, bound)
+		}
+	}
 	params := [][]byte{fmt.Appendf(nil, "(%d,0)", start), fmt.Appendf(nil, "(%d,0)", end)}
 	if _, err := s.readRows(ctx, t, t.ranged, params, offset, emit); err != nil {
 		return nil, false, err
 	}
 	return sqlcapture.AppendKeyInt(nil, end), end >= size, nil
+}
+
+// measure returns a table's size in blocks (its largest leaf's, for a
+// partitioned table) and the statistics' rows and pages.
+func (s *Scanner) measure(ctx context.Context, t *Table) (size int64, tuples, pages float64, err error) {
+	results := s.conn.ExecParams(ctx, measureQuery, [][]byte{[]byte(t.info.QuotedName())}, nil, nil, nil).Read()
+	err = results.Err
+	if err == nil && len(results.Rows) != 1 {
+		err = fmt.Errorf("no size")
+	}
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("measuring %s: %w", t.info.QuotedName(), err)
+	}
+	size, _ = strconv.ParseInt(string(results.Rows[0][0]), 10, 64)
+	tuples, _ = strconv.ParseFloat(string(results.Rows[0][1]), 64)
+	pages, _ = strconv.ParseFloat(string(results.Rows[0][2]), 64)
+	return size, tuples, pages, nil
 }
 
 // readRows runs a chunk query and emits its rows; s.key holds the last

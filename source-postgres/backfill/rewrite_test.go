@@ -56,7 +56,7 @@ func TestChunkWaitsOutATableRewrite(t *testing.T) {
 	out := make(chan result, 1)
 	go func() {
 		n := 0
-		_, done, err := scanner.ScanChunk(ctx, table, nil, 0, 10000, func(sqlcapture.Row) error { n++; return nil })
+		_, done, err := scanner.ScanChunk(ctx, table, nil, nil, 0, 10000, func(sqlcapture.Row) error { n++; return nil })
 		out <- result{n, done, err}
 	}()
 

@@ -28,6 +28,10 @@ import (
 	"pgcapture/sshtunnel"
 )
 
+// maxBackfillConnections bounds advanced.backfill_connections: more is a
+// typing mistake rather than a plan.
+const maxBackfillConnections = 64
+
 // Defaults of the endpoint configuration. Parse applies them to empty fields,
 // and ConfigSchema advertises them.
 const (
@@ -39,11 +43,16 @@ const (
 	// held backfills to 0.6x of COPY's rate, and at 65536 to about 1x, with
 	// the connector's memory under 30 MB (bench/, 1M rows of ~100 bytes).
 	DefaultBackfillChunkSize = 65536
-	DefaultPublicationName   = "flow_publication"
-	DefaultSlotName          = "flow_slot"
-	DefaultWatermarksTable   = "public.flow_watermarks"
-	DefaultSSLMode           = "prefer" // libpq's default
-	DefaultPort              = 5432
+	// DefaultBackfillConnections reads two chunks at once: a backfill is
+	// bound by one server process's speed per connection, two double it
+	// on a server with a spare core, and cost the source one connection
+	// more than a serial backfill.
+	DefaultBackfillConnections = 2
+	DefaultPublicationName     = "flow_publication"
+	DefaultSlotName            = "flow_slot"
+	DefaultWatermarksTable     = "public.flow_watermarks"
+	DefaultSSLMode             = "prefer" // libpq's default
+	DefaultPort                = 5432
 	// DefaultNetworkTimeout is well above the server's keepalive period when
 	// asked for one (the stream asks every few seconds), and well under the
 	// minute after which wal_sender_timeout ends the server's side.
@@ -81,15 +90,18 @@ type Endpoint struct {
 
 // Advanced holds the options most users never need to change.
 type Advanced struct {
-	BackfillChunkSize int    `json:"backfill_chunk_size" jsonschema:"title=Backfill Chunk Size,minimum=1" jsonschema_description:"The number of rows fetched from the database in a single backfill query."`
-	PublicationName   string `json:"publicationName" jsonschema:"title=Publication Name" jsonschema_description:"The PostgreSQL publication to replicate from."`
-	SlotName          string `json:"slotName" jsonschema:"title=Slot Name" jsonschema_description:"The PostgreSQL replication slot to replicate from. Every capture from the same database needs its own slot."`
-	WatermarksTable   string `json:"watermarksTable" jsonschema:"title=Watermarks Table" jsonschema_description:"The schema-qualified table to which watermarks are written during backfills, such as public.flow_watermarks."`
-	SkipBackfills     string `json:"skip_backfills" jsonschema:"title=Skip Backfills" jsonschema_description:"A comma-separated list of schema-qualified tables, such as public.orders, whose existing rows are not backfilled: only changes made after the capture starts are captured from them."`
-	SSLMode           string `json:"sslmode" jsonschema:"title=SSL Mode" jsonschema_description:"How to use TLS, with libpq's meanings. disable: never. allow: only if the server insists. prefer: if the server supports it. require: always, verifying the server's certificate against the SSL CA Certificate only if one is given. verify-ca: always, and the server's certificate must be signed by a trusted CA. verify-full: as verify-ca, and the certificate must also name the host in Server Address."`
-	SSLCA             string `json:"ssl_ca" jsonschema:"title=SSL CA Certificate" jsonschema_description:"PEM-encoded certificate(s) of the certificate authority that issued the server's certificate. When empty, verify-ca and verify-full trust the system's certificate authorities." jsonschema_extras:"multiline=true"`
-	SSLCert           string `json:"ssl_cert" jsonschema:"title=SSL Client Certificate" jsonschema_description:"PEM-encoded client certificate, for servers that authenticate clients by certificate. Requires SSL Client Key." jsonschema_extras:"multiline=true"`
-	SSLKey            string `json:"ssl_key" jsonschema:"title=SSL Client Key" jsonschema_description:"PEM-encoded, unencrypted private key of the SSL Client Certificate." jsonschema_extras:"secret=true,multiline=true"`
+	BackfillChunkSize int `json:"backfill_chunk_size" jsonschema:"title=Backfill Chunk Size,minimum=1" jsonschema_description:"The number of rows fetched from the database in a single backfill query."`
+	// BackfillConnections bounds the connections that read backfill
+	// chunks at once, the query connection included.
+	BackfillConnections int    `json:"backfill_connections" jsonschema:"title=Backfill Connections,minimum=1,maximum=64" jsonschema_description:"How many connections read backfill chunks at once: chunks of several tables, or ranges of one large table. 1 backfills one chunk at a time. Each connection is a server process busy for the whole backfill."`
+	PublicationName     string `json:"publicationName" jsonschema:"title=Publication Name" jsonschema_description:"The PostgreSQL publication to replicate from."`
+	SlotName            string `json:"slotName" jsonschema:"title=Slot Name" jsonschema_description:"The PostgreSQL replication slot to replicate from. Every capture from the same database needs its own slot."`
+	WatermarksTable     string `json:"watermarksTable" jsonschema:"title=Watermarks Table" jsonschema_description:"The schema-qualified table to which watermarks are written during backfills, such as public.flow_watermarks."`
+	SkipBackfills       string `json:"skip_backfills" jsonschema:"title=Skip Backfills" jsonschema_description:"A comma-separated list of schema-qualified tables, such as public.orders, whose existing rows are not backfilled: only changes made after the capture starts are captured from them."`
+	SSLMode             string `json:"sslmode" jsonschema:"title=SSL Mode" jsonschema_description:"How to use TLS, with libpq's meanings. disable: never. allow: only if the server insists. prefer: if the server supports it. require: always, verifying the server's certificate against the SSL CA Certificate only if one is given. verify-ca: always, and the server's certificate must be signed by a trusted CA. verify-full: as verify-ca, and the certificate must also name the host in Server Address."`
+	SSLCA               string `json:"ssl_ca" jsonschema:"title=SSL CA Certificate" jsonschema_description:"PEM-encoded certificate(s) of the certificate authority that issued the server's certificate. When empty, verify-ca and verify-full trust the system's certificate authorities." jsonschema_extras:"multiline=true"`
+	SSLCert             string `json:"ssl_cert" jsonschema:"title=SSL Client Certificate" jsonschema_description:"PEM-encoded client certificate, for servers that authenticate clients by certificate. Requires SSL Client Key." jsonschema_extras:"multiline=true"`
+	SSLKey              string `json:"ssl_key" jsonschema:"title=SSL Client Key" jsonschema_description:"PEM-encoded, unencrypted private key of the SSL Client Certificate." jsonschema_extras:"secret=true,multiline=true"`
 
 	// How failures of the network are noticed and recovered from.
 	NetworkTimeout string `json:"network_timeout" jsonschema:"title=Network Timeout,pattern=^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$" jsonschema_description:"How long a connection may go silent before the capture considers it dead, as a duration such as 30s or 1m: the replication stream fails over after this long without a message from the server (which sends one at least every few seconds when asked), and TCP keepalives and TCP_USER_TIMEOUT end a query's connection to a host that stopped answering after about this long."`
@@ -157,6 +169,9 @@ func (e *Endpoint) applyDefaults() {
 	a := &e.Advanced
 	if a.BackfillChunkSize == 0 {
 		a.BackfillChunkSize = DefaultBackfillChunkSize
+	}
+	if a.BackfillConnections == 0 {
+		a.BackfillConnections = DefaultBackfillConnections
 	}
 	if a.PublicationName == "" {
 		a.PublicationName = DefaultPublicationName
@@ -227,6 +242,10 @@ func (a *Advanced) validate() error {
 	if a.BackfillChunkSize <= 0 {
 		add(fmt.Errorf(`"advanced.backfill_chunk_size" must be a positive number of rows, got %d; leave it empty for the default of %d`,
 			a.BackfillChunkSize, DefaultBackfillChunkSize))
+	}
+	if a.BackfillConnections <= 0 || a.BackfillConnections > maxBackfillConnections {
+		add(fmt.Errorf(`"advanced.backfill_connections" must be between 1 and %d, got %d; leave it empty for the default of %d`,
+			maxBackfillConnections, a.BackfillConnections, DefaultBackfillConnections))
 	}
 	add(checkIdentifier("advanced.publicationName", a.PublicationName))
 	add(checkSlotName(a.SlotName))

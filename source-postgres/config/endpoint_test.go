@@ -18,14 +18,15 @@ func TestParseDefaults(t *testing.T) {
 		Database: DefaultDatabase,
 		User:     DefaultUser,
 		Advanced: Advanced{
-			BackfillChunkSize: DefaultBackfillChunkSize,
-			PublicationName:   DefaultPublicationName,
-			SlotName:          DefaultSlotName,
-			WatermarksTable:   DefaultWatermarksTable,
-			SSLMode:           DefaultSSLMode,
-			NetworkTimeout:    "30s",
-			RetryTimeout:      "5m",
-			OversizedValues:   OversizedEmit,
+			BackfillChunkSize:   DefaultBackfillChunkSize,
+			BackfillConnections: DefaultBackfillConnections,
+			PublicationName:     DefaultPublicationName,
+			SlotName:            DefaultSlotName,
+			WatermarksTable:     DefaultWatermarksTable,
+			SSLMode:             DefaultSSLMode,
+			NetworkTimeout:      "30s",
+			RetryTimeout:        "5m",
+			OversizedValues:     OversizedEmit,
 		},
 	}
 	if !reflect.DeepEqual(e, want) {
@@ -85,7 +86,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "unknown field", path: "adress", value: "db", //nolint:misspell // the typo is the unknown field under test
 			errors: []string{`"adress" is not a known field`, "known fields are address, database, user, password, credentials, historyMode, discoveryFilters, advanced, networkTunnel"}}, //nolint:misspell // as above
 		{name: "unknown nested field", path: "advanced.chunk_size", value: 10,
-			errors: []string{`"advanced.chunk_size" is not a known field`, "backfill_chunk_size, publicationName"}},
+			errors: []string{`"advanced.chunk_size" is not a known field`, "backfill_chunk_size, backfill_connections, publicationName"}},
 		{name: "unknown tunnel field", path: "networkTunnel.sshForwarding.user", value: "flow",
 			errors: []string{`"networkTunnel.sshForwarding.user" is not a known field`, "sshEndpoint, privateKey, hostKey"}},
 		{name: "wrong case", path: "Address", value: "db",
@@ -122,6 +123,10 @@ func TestParseErrors(t *testing.T) {
 		{name: "brackets around a name", path: "address", value: "[db]:5432", errors: []string{`"address" has "db" in brackets`}},
 		{name: "negative chunk size", path: "advanced.backfill_chunk_size", value: -5,
 			errors: []string{`"advanced.backfill_chunk_size" must be a positive number of rows, got -5`}},
+		{name: "negative backfill connections", path: "advanced.backfill_connections", value: -1,
+			errors: []string{`"advanced.backfill_connections" must be between 1 and 64, got -1`}},
+		{name: "too many backfill connections", path: "advanced.backfill_connections", value: 1000,
+			errors: []string{`"advanced.backfill_connections" must be between 1 and 64, got 1000`}},
 		{name: "network_timeout not a duration", path: "advanced.network_timeout", value: "30",
 			errors: []string{`"advanced.network_timeout" is "30", which is not a duration: write it as a number with a unit, such as "30s"`}},
 		{name: "retry_timeout too short", path: "advanced.retry_timeout", value: "10ms",
@@ -203,7 +208,7 @@ func TestParseErrors(t *testing.T) {
 
 func TestValidateAcceptsZeroSSLMode(t *testing.T) {
 	e := Endpoint{Address: "db", Database: "d", User: "u", Advanced: Advanced{
-		BackfillChunkSize: 1, PublicationName: "p", SlotName: "s", WatermarksTable: "public.w",
+		BackfillChunkSize: 1, BackfillConnections: 1, PublicationName: "p", SlotName: "s", WatermarksTable: "public.w",
 	}}
 	if err := e.Validate(); err != nil {
 		t.Errorf("Validate: %v", err)

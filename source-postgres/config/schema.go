@@ -30,6 +30,7 @@ func (Endpoint) JSONSchemaExtend(s *jsonschema.Schema) {
 // schema from the same values Parse applies and Validate accepts.
 func (Advanced) JSONSchemaExtend(s *jsonschema.Schema) {
 	setDefault(s, "backfill_chunk_size", DefaultBackfillChunkSize)
+	setDefault(s, "backfill_connections", DefaultBackfillConnections)
 	setDefault(s, "publicationName", DefaultPublicationName)
 	setDefault(s, "slotName", DefaultSlotName)
 	setDefault(s, "watermarksTable", DefaultWatermarksTable)

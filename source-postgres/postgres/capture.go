@@ -111,12 +111,13 @@ func (c *Connector) capture(ctx context.Context, cfg *config.Endpoint, targets [
 		interval = opts.ProgressInterval
 	}
 	err = sqlcapture.Run(ctx, db, bindings, state, out, acks, sqlcapture.Options{
-		ChunkSize:        cfg.Advanced.BackfillChunkSize,
-		RetryTimeout:     cfg.RetryTimeout(),
-		Logger:           c.Log,
-		Progress:         opts.Progress,
-		ProgressInterval: interval,
-		RebackfillTable:  opts.Mode.rebackfillTable(),
+		ChunkSize:           cfg.Advanced.BackfillChunkSize,
+		BackfillConnections: cfg.Advanced.BackfillConnections,
+		RetryTimeout:        cfg.RetryTimeout(),
+		Logger:              c.Log,
+		Progress:            opts.Progress,
+		ProgressInterval:    interval,
+		RebackfillTable:     opts.Mode.rebackfillTable(),
 	})
 	if err != nil && !sqlcapture.IsCancellation(err) {
 		err = db.explainFailure(ctx, err)

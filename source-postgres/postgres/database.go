@@ -58,6 +58,10 @@ type Database struct {
 	described map[sqlcapture.StreamID]bool
 	scanner   *backfill.Scanner
 	xids      *backfill.CommittedXIDs
+	// workers read backfill chunks on connections beyond the query
+	// connection, which is the first: workers[i] is connection i+1,
+	// opened when first needed (advanced.backfill_connections).
+	workers []*worker
 	// replicationPID is the server process of the last replication
 	// connection, which a reconnecting capture ends if it still holds the
 	// slot.
@@ -69,7 +73,13 @@ type Database struct {
 	textOnly bool
 }
 
-var _ sqlcapture.Database = (*Database)(nil)
+var _ sqlcapture.RangeDatabase = (*Database)(nil)
+
+// worker is one more connection that reads backfill chunks.
+type worker struct {
+	conn    *pgx.Conn
+	scanner *backfill.Scanner
+}
 
 // Connect opens the query connection (through the SSH tunnel when one is
 // configured) and discovers the database's tables.
@@ -126,22 +136,33 @@ func (db *Database) open(ctx context.Context) error {
 		}
 		db.tunnel = t
 	}
-	pcfg, err := db.connConfig(false)
+	conn, err := db.connect(ctx)
 	if err != nil {
 		return err
 	}
+	db.conn = conn
+	return nil
+}
+
+// connect opens a query connection (through the tunnel, if one is open).
+func (db *Database) connect(ctx context.Context) (*pgx.Conn, error) {
+	pcfg, err := db.connConfig(false)
+	if err != nil {
+		return nil, err
+	}
 	cc, err := pgx.ParseConfig("")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cc.Config = *pcfg
 	// Every statement is issued once per chunk or once per session, so
 	// caching prepared statements buys nothing.
 	cc.DefaultQueryExecMode = pgx.QueryExecModeExec
-	if db.conn, err = pgx.ConnectConfig(ctx, cc); err != nil {
-		return config.ExplainConnectError(err, db.cfg)
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return nil, config.ExplainConnectError(err, db.cfg)
 	}
-	return nil
+	return conn, nil
 }
 
 // Reconnect implements sqlcapture.Database: it closes the query connection
@@ -162,18 +183,31 @@ func (db *Database) Reconnect(ctx context.Context) error {
 // closed the query connection is the connection's: pgconn's errors for a
 // connection it closed say only "conn closed".
 func (db *Database) classify(err error) error {
+	return classifyOn(db.conn, err)
+}
+
+// classifyOn classifies a failure of a query on conn.
+func classifyOn(conn *pgx.Conn, err error) error {
 	if err == nil {
 		return nil
 	}
 	if _, isServer := errors.AsType[*pgconn.PgError](err); !isServer && !errors.Is(err, context.Canceled) &&
-		db.conn != nil && db.conn.IsClosed() {
+		conn != nil && conn.IsClosed() {
 		return sqlcapture.Transient(err)
 	}
 	return faults.Classify(err)
 }
 
-// Close closes the query connection and the tunnel.
+// Close closes the query connection, the backfill workers' and the tunnel.
 func (db *Database) Close(ctx context.Context) {
+	for _, w := range db.workers {
+		if w != nil {
+			closeCtx, cancel := context.WithTimeout(ctx, time.Second)
+			w.conn.Close(closeCtx)
+			cancel()
+		}
+	}
+	clear(db.workers)
 	if db.conn != nil {
 		// A dead connection would hold Close up until the network timeout.
 		ctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -238,6 +272,7 @@ func (db *Database) prepareCapture(ctx context.Context, tables []*discovery.Tabl
 	}
 	db.xids = backfill.NewCommittedXIDs()
 	db.scanner = backfill.NewScanner(db.conn.PgConn(), db.xids, db.log)
+	db.workers = make([]*worker, max(db.cfg.Advanced.BackfillConnections-1, 0))
 	db.chunks = make(map[sqlcapture.StreamID]*backfill.Table, len(tables))
 	for _, t := range tables {
 		bt, err := backfill.NewTable(t, physical[t], db.cfg.Advanced.SourceTag)
@@ -354,20 +389,65 @@ func (db *Database) endStaleReplication(ctx context.Context) error {
 
 // ScanChunk implements sqlcapture.Database.
 func (db *Database) ScanChunk(ctx context.Context, stream sqlcapture.StreamID, after []byte, offset int64, limit int, emit func(sqlcapture.Row) error) ([]byte, bool, error) {
+	return db.ScanRange(ctx, 0, stream, after, nil, offset, limit, emit)
+}
+
+// ScanRange implements sqlcapture.RangeDatabase: connection 0 is the query
+// connection, the others are opened when first used.
+func (db *Database) ScanRange(ctx context.Context, conn int, stream sqlcapture.StreamID, after, until []byte, offset int64, limit int, emit func(sqlcapture.Row) error) ([]byte, bool, error) {
 	t := db.chunks[stream]
 	if t == nil {
 		return nil, false, fmt.Errorf("table %s is not captured", stream)
 	}
+	scanner, pc := db.scanner, db.conn
+	if conn > 0 {
+		w, err := db.worker(ctx, conn)
+		if err != nil {
+			return nil, false, err
+		}
+		scanner, pc = w.scanner, w.conn
+	}
 	// A failure to emit is the output's, never the connection's.
 	var emitErr error
-	next, done, err := db.scanner.ScanChunk(ctx, t, after, offset, limit, func(r sqlcapture.Row) error {
+	next, done, err := scanner.ScanChunk(ctx, t, after, until, offset, limit, func(r sqlcapture.Row) error {
 		emitErr = emit(r)
 		return emitErr
 	})
 	if err != nil && emitErr == nil {
-		err = db.classify(err)
+		err = classifyOn(pc, err)
 	}
 	return next, done, err
+}
+
+// worker returns backfill connection conn (1 or more), opening it if need
+// be. Each is used by one chunk at a time, so only creating the list
+// needs the engine's round to be single-threaded, as it is: planRound
+// knows the connection count before any chunk starts.
+func (db *Database) worker(ctx context.Context, conn int) (*worker, error) {
+	if conn > len(db.workers) {
+		return nil, fmt.Errorf("backfill connection %d is beyond advanced.backfill_connections (%d)", conn+1, len(db.workers)+1)
+	}
+	w := db.workers[conn-1]
+	if w != nil {
+		return w, nil
+	}
+	pc, err := db.connect(ctx)
+	if err != nil {
+		return nil, faults.Classify(fmt.Errorf("opening backfill connection %d: %w", conn+1, err))
+	}
+	w = &worker{conn: pc, scanner: backfill.NewScanner(pc.PgConn(), db.xids, db.log)}
+	db.workers[conn-1] = w
+	return w, nil
+}
+
+// SplitStream implements sqlcapture.RangeDatabase.
+func (db *Database) SplitStream(ctx context.Context, stream sqlcapture.StreamID, after []byte, n int) ([][]byte, error) {
+	t := db.chunks[stream]
+	if t == nil {
+		return nil, fmt.Errorf("table %s is not captured", stream)
+	}
+	bounds, err := db.scanner.Split(ctx, t, after, n)
+	return bounds, db.classify(err)
 }
 
 // DescribeStream implements sqlcapture.Database: it rediscovers the table
