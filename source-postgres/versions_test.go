@@ -26,7 +26,7 @@ func (f *fixture) server(t *testing.T) pgversion.Server {
 func TestServerVersion(t *testing.T) {
 	f := newFixture(t)
 	s := f.server(t)
-	t.Logf("PostgreSQL %s", s.Version)
+	t.Logf("server under test: PostgreSQL %s", s.Version)
 	want := os.Getenv(testsupport.PostgresVersionEnv)
 	if want == "" {
 		return
