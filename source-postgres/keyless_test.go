@@ -18,6 +18,7 @@ import (
 func TestKeylessTables(t *testing.T) {
 	f := newFixture(t)
 	f.advanced["backfill_chunk_size"] = 100
+	f.advanced["backfill_connections"] = 2
 	f.exec(t, `CREATE TABLE public.logs (at timestamptz NOT NULL, line text)`)
 	f.exec(t, `ALTER TABLE public.logs REPLICA IDENTITY FULL`)
 	f.exec(t, `INSERT INTO public.logs SELECT '2024-01-01'::timestamptz + g * interval '1 minute', repeat('x', 200) || g FROM generate_series(1, 1000) g`)
@@ -50,7 +51,7 @@ func TestKeylessTables(t *testing.T) {
 		return streamMode(t, st, protocol.StateKey([]string{"public", "logs"}, 0)) == "Active" &&
 			streamMode(t, st, protocol.StateKey([]string{"public", "readings"}, 0)) == "Active"
 	})
-	// Over the default 2 connections each table is split into block
+	// Over 2 connections each table is split into block
 	// ranges read at once; every row must still come exactly once.
 	if n := strings.Count(s.Stderr(), "backfilling the table in ranges read at once"); n != 2 {
 		t.Errorf("%d tables were split into block ranges, want both", n)
