@@ -3,6 +3,7 @@
 package backfill
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -188,7 +189,10 @@ func (s *Scanner) scanKeys(ctx context.Context, t *Table, after, until []byte, o
 	if err != nil || rows == 0 {
 		return after, true, err
 	}
-	return s.key, rows < limit, nil
+	// A copy: s.key is reused by the scanner's next chunk, which may come
+	// before the engine records this position (a round's failed chunks are
+	// read again on a connection whose chunk already succeeded).
+	return bytes.Clone(s.key), rows < limit, nil
 }
 
 // keyParams decodes a position into the key's query parameters.
