@@ -102,8 +102,13 @@ func TestCrashRecovery(t *testing.T) {
 			if backfill && early && c.killedSplit == 0 {
 				// Until one kill has landed in a split backfill, wait for
 				// the checkpoint that records the ranges (a round over an
-				// analyzed table splits it), so that the run cannot miss it.
+				// analyzed table splits it) and kill right then: these
+				// backfills last a few rounds, so waiting for more
+				// checkpoints could let the split one end first.
 				waitSession(s, 10*time.Second, func() bool { return splitState(s.State()) })
+				if splitState(s.State()) {
+					return
+				}
 			}
 			switch {
 			case backfill && (early || rng.IntN(8) != 0):
@@ -373,12 +378,12 @@ func crashTables(t *testing.T, f *fixture) []crashTable {
 			query: `SELECT json_build_array(id)::text, json_build_object('id', id, 'v', v, 'n', n)::text FROM public.` + name}
 	}
 	tables := []crashTable{
-		intTable("crash_int", 120),
+		intTable("crash_int", 400),
 		{name: "crash_text", key: "k", pool: testsupport.StringKeys(traps), big: true, bound: `k COLLATE "C" <= $1`,
 			query: `SELECT json_build_array(k)::text, json_build_object('k', k, 'v', v, 'n', n, 'big', big)::text FROM public.crash_text`},
 	}
 	f.exec(t, `CREATE TABLE public.crash_int (id bigint PRIMARY KEY, v text, n bigint NOT NULL)`)
-	f.exec(t, `INSERT INTO public.crash_int SELECT g, 'seed ' || g, 0 FROM generate_series(0, 119) g WHERE g % 3 <> 0`)
+	f.exec(t, `INSERT INTO public.crash_int SELECT g, 'seed ' || g, 0 FROM generate_series(0, 399) g WHERE g % 3 <> 0`)
 	// Under the default replica identity a key-changing update carries no
 	// old values, so a TOASTed column would be lost from the new key's
 	// document (a documented limitation); FULL sends the old row.
@@ -398,9 +403,9 @@ func crashTables(t *testing.T, f *fixture) []crashTable {
 			}
 		}
 	}
-	tables = append(tables, intTable("crash_late", 100))
+	tables = append(tables, intTable("crash_late", 300))
 	f.exec(t, `CREATE TABLE public.crash_late (id integer PRIMARY KEY, v text, n bigint NOT NULL)`)
-	f.exec(t, `INSERT INTO public.crash_late SELECT g, 'seed ' || g, 0 FROM generate_series(0, 99) g WHERE g % 4 <> 0`)
+	f.exec(t, `INSERT INTO public.crash_late SELECT g, 'seed ' || g, 0 FROM generate_series(0, 299) g WHERE g % 4 <> 0`)
 	for _, tbl := range tables {
 		f.exec(t, `ANALYZE public.`+tbl.name)
 	}
