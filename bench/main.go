@@ -560,9 +560,9 @@ func (b *bench) runConnector(phase, codec, format string, state json.RawMessage,
 		Seconds:          cp.at.Sub(s.started).Seconds(),
 		WalsenderSeconds: walsenderSeconds,
 		CPUSeconds:       s.cpuSeconds(),
-		PeakRSS:    s.peakRSS(),
-		SteadyRSS:  s.rss.median(),
-		Profile:    s.profile,
+		PeakRSS:          s.peakRSS(),
+		SteadyRSS:        s.rss.median(),
+		Profile:          s.profile,
 	}
 	if opened := s.openedAt(); !opened.IsZero() {
 		m.StartupSeconds = opened.Sub(s.started).Seconds()

@@ -199,7 +199,7 @@ type crashRun struct {
 	// splitStates counts committed states with a backfill split into
 	// ranges, killedSplit kills while the session's state had one.
 	splitStates, killedSplit int
-	phaseKills                                       int // kills during the current backfill phase
+	phaseKills               int // kills during the current backfill phase
 }
 
 func (c *crashRun) bindings() []testsupport.Binding {
