@@ -193,7 +193,7 @@ func TestBenchmarkRuns(t *testing.T) {
 	}
 	res, err := run(context.Background(), options{
 		rows: 3000, txnRows: 1000, bigTxn: 2000, chunkSize: 1000,
-		codecs: codecs, formats: []string{"binary", "text"}, latency: 5, repeat: 2, timeout: 2 * time.Minute,
+		codecs: codecs, formats: []string{"binary", "text"}, latency: 5, repeat: 2, cli: true, timeout: 2 * time.Minute,
 	}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -210,11 +210,11 @@ func TestBenchmarkRuns(t *testing.T) {
 		}
 		walsenderCPU += m.WalsenderSeconds
 	}
-	// backfill: COPY, keyset, 2 codecs; each streaming phase: pg_recvlogical
-	// in text and in binary, 2 codecs in 2 formats, and the one-transaction
-	// one pg_recvlogical streaming; the live one: pg_recvlogical, the first
-	// codec.
-	if len(res.Measurements) != 4+6+7+2 {
+	// backfill: COPY, keyset, 2 codecs, the shell mode; each streaming
+	// phase: pg_recvlogical in text and in binary, 2 codecs in 2 formats,
+	// the shell mode, and the one-transaction one pg_recvlogical streaming;
+	// the live one: pg_recvlogical, the first codec.
+	if len(res.Measurements) != 5+7+8+2 {
 		t.Errorf("measurements:\n%s", strings.Join(consumers, "\n"))
 	}
 	// Each run's is a few clock ticks at most, which may round to none.

@@ -50,7 +50,7 @@ type options struct {
 	rows, txnRows, bigTxn int64
 	chunkSize             int
 	backfillConns         []int
-	backfillOnly          bool
+	backfillOnly, cli     bool
 	codecs                []string
 	formats               []string // replication formats of the streaming phases
 	latency, repeat       int
@@ -69,6 +69,7 @@ func main() {
 	flag.BoolVar(&opts.backfillOnly, "backfill-only", false, "measure the backfill phase only (with -latency 0 and no -big-txn)")
 	codecs := flag.String("codecs", "proto,json", "the connector codecs to measure, comma-separated")
 	formats := flag.String("formats", "binary,text", "the connector's advanced.replication_format values to stream with, comma-separated: binary (auto) and text")
+	flag.BoolVar(&opts.cli, "cli", true, "also measure the shell mode, source-postgres capture, writing its documents to a file")
 	flag.IntVar(&opts.repeat, "repeat", 1, "measure every consumer this many times, taking turns, and report the median")
 	flag.IntVar(&opts.latency, "latency", 200, "single-row commits whose delivery latency is measured (0: skip)")
 	flag.StringVar(&opts.out, "out", "", "directory to write results.txt, results.json and the logs to")
@@ -248,6 +249,9 @@ type bench struct {
 	// conns is the advanced.backfill_connections of the next connector run
 	// (0: the connector's default).
 	conns int
+	// work holds the shell-mode capture's files; cliState is its state
+	// file as the last backfill left it, which streaming runs start from.
+	work, cliState string
 }
 
 func run(ctx context.Context, opts options, log io.Writer) (*results, error) {
@@ -283,6 +287,7 @@ func run(ctx context.Context, opts options, log io.Writer) (*results, error) {
 		},
 		states: make(map[string]json.RawMessage),
 		nextID: 1,
+		work:   work,
 	}
 	fmt.Fprintf(log, "bench: loading %d rows\n", opts.rows)
 	start := time.Now()
@@ -384,8 +389,33 @@ func (b *bench) backfill(ctx context.Context) error {
 			b.states[codec] = state
 			b.add(phase, false, m)
 		}
+		if b.opts.cli {
+			if err := b.backfillCLI(phase, rep); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// backfillCLI times a new shell-mode capture (--reset, default settings)
+// backfilling the table into a file, and keeps its state for the streaming
+// phases.
+func (b *bench) backfillCLI(phase string, rep int) error {
+	b.progress(phase, rep, cliConsumer)
+	b.conns = 0
+	state := filepath.Join(b.work, "cli-state.json")
+	server := b.srv.cpu()
+	m, err := b.runCLI(phase, state, true, b.opts.rows, func(raw json.RawMessage) bool {
+		return streamMode(raw, cliStateKey()) == "Active"
+	})
+	if err != nil {
+		return fmt.Errorf("backfill with the shell mode: %w", err)
+	}
+	m.ServerCPUSeconds = b.srv.cpu() - server
+	b.add(phase, false, m)
+	b.cliState = filepath.Join(b.work, "cli-state-backfilled.json")
+	return copyFile(state, b.cliState)
 }
 
 // backfillRun is one connector configuration of the backfill phase.
@@ -427,6 +457,15 @@ func (b *bench) streaming(ctx context.Context, phase string, rows, txnRows int64
 			return err
 		}
 		starts[codec] = b.states[codec]
+	}
+	cliStart := filepath.Join(b.work, "cli-state-start.json")
+	if b.cliState != "" {
+		if err := b.srv.copySlot(ctx, cliSlot, cliSlot+"_base"); err != nil {
+			return err
+		}
+		if err := copyFile(b.cliState, cliStart); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(b.log, "bench: %s: inserting %d rows\n", phase, rows)
 	start := time.Now()
@@ -496,6 +535,16 @@ func (b *bench) streaming(ctx context.Context, phase string, rows, txnRows int64
 				b.add(phase, false, m)
 			}
 		}
+		if b.cliState != "" {
+			if err := b.streamCLI(ctx, phase, rep, cliStart, rows); err != nil {
+				return err
+			}
+		}
+	}
+	if b.cliState != "" {
+		if err := b.srv.dropSlot(ctx, cliSlot+"_base"); err != nil {
+			return err
+		}
 	}
 	bases := []string{recvBase}
 	for _, codec := range b.opts.codecs {
@@ -507,6 +556,36 @@ func (b *bench) streaming(ctx context.Context, phase string, rows, txnRows int64
 		}
 	}
 	return nil
+}
+
+// streamCLI times the shell-mode capture catching up on the phase's rows
+// from the state (start) and slot it had before the inserts, writing them
+// to a file.
+func (b *bench) streamCLI(ctx context.Context, phase string, rep int, start string, rows int64) error {
+	b.progress(phase, rep, cliConsumer)
+	if err := b.srv.copySlot(ctx, cliSlot+"_base", cliSlot); err != nil {
+		return err
+	}
+	state := filepath.Join(b.work, "cli-state.json")
+	if err := copyFile(start, state); err != nil {
+		return err
+	}
+	before, err := os.ReadFile(state)
+	if err != nil {
+		return err
+	}
+	walsender := watchWalsender(b.srv, cliSlot)
+	defer walsender.stop()
+	m, err := b.runCLI(phase, state, false, rows, func(raw json.RawMessage) bool {
+		return stateCursor(raw) != stateCursor(before)
+	})
+	if err != nil {
+		return fmt.Errorf("%s with the shell mode: %w", phase, err)
+	}
+	m.WalsenderSeconds = walsender.stop()
+	b.add(phase, false, m)
+	// The next phase starts after these rows.
+	return copyFile(state, b.cliState)
 }
 
 func (b *bench) progress(phase string, rep int, consumer string) {
@@ -702,7 +781,7 @@ func (r *results) finish(runs []measurement) {
 		switch {
 		case m.Phase == "backfill":
 			m.Target = backfillTarget
-			if !strings.HasSuffix(m.Consumer, ", 1 connection") {
+			if strings.HasSuffix(m.Consumer, " connections") {
 				m.Target = parallelBackfillTarget
 			}
 		case strings.Contains(m.Phase, "one "):
@@ -736,6 +815,28 @@ func streamMode(state json.RawMessage, stateKey string) string {
 		return ""
 	}
 	return st.Streams[stateKey].Mode
+}
+
+// stateCursor returns the cursor of a connector state.
+func stateCursor(state json.RawMessage) string {
+	var st struct {
+		Cursor string `json:"cursor"`
+	}
+	if json.Unmarshal(state, &st) != nil {
+		return ""
+	}
+	return st.Cursor
+}
+
+// cliStateKey is the benchmark table's key in the shell mode's state file.
+func cliStateKey() string { return openRequest{namespace: "public", stream: benchTable}.stateKey() }
+
+func copyFile(from, to string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, data, 0o600)
 }
 
 // slug turns a phase name into a file name part.

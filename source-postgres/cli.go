@@ -31,6 +31,7 @@ func captureCommand(ctx context.Context, c *postgres.Connector, args []string, s
 	configPath := fs.String("config", "", "the endpoint configuration: a JSON `file`, as in the README's Configuration")
 	statePath := fs.String("state", "", "the state `file`: read at start if it exists, rewritten atomically at every checkpoint; without it nothing is kept")
 	tableList := fs.String("tables", "", "a comma-separated `list` of schema.table names to capture (default: every discovered table)")
+	stateInterval := fs.Duration("state-interval", localcapture.DefaultStateInterval, "how long checkpoints may wait to be written to the state file together (0: write each one); a crash repeats at most this long of documents")
 	reset := fs.Bool("reset", false, "start over: ignore the state file, drop the replication slot if it exists, and backfill every table again")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -43,6 +44,9 @@ func captureCommand(ctx context.Context, c *postgres.Connector, args []string, s
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("capture: unexpected argument %q (run source-postgres capture --help for the usage)", fs.Arg(0))
+	}
+	if *stateInterval < 0 {
+		return fmt.Errorf("capture: --state-interval must not be negative, got %v (0 writes the state file at every checkpoint)", *stateInterval)
 	}
 	if *configPath == "" {
 		return errors.New("capture: --config FILE is required (run source-postgres capture --help for the usage)")
@@ -58,18 +62,21 @@ func captureCommand(ctx context.Context, c *postgres.Connector, args []string, s
 	log.WithField("config", cfg.Redacted()).Debug("parsed the configuration")
 
 	var state sqlcapture.State
+	var mark *localcapture.OutputMark
 	if *statePath != "" && *reset {
 		log.WithField("state", *statePath).Info("--reset: starting over; the state file is replaced at the first checkpoint")
 	} else if *statePath != "" {
-		raw, err := os.ReadFile(*statePath)
+		if state, mark, err = localcapture.ReadStateFile(*statePath); err != nil {
+			return err
+		}
 		switch {
-		case errors.Is(err, os.ErrNotExist):
-		case err != nil:
-			return fmt.Errorf("reading the state file: %w", err)
-		default:
-			if state, err = sqlcapture.ParseState(raw); err != nil {
-				return fmt.Errorf("state file %s: %w", *statePath, err)
-			}
+		case !state.Started() && len(state.Streams) > 0:
+			// The first checkpoint of a run stopped before it read
+			// anything: the slot it made holds nothing read, and this
+			// run starts over, as --reset would.
+			log.WithField("state", *statePath).Info("the state file records no progress yet: starting over with a new replication slot")
+			state, *reset = sqlcapture.State{}, true
+		case state.Started():
 			log.WithField("state", *statePath).Info("resuming from the state file")
 		}
 	}
@@ -131,7 +138,18 @@ func captureCommand(ctx context.Context, c *postgres.Connector, args []string, s
 		observer = progress
 	}
 	acks := sqlcapture.NewAcknowledgements()
-	out := localcapture.NewOutput(stdout, *statePath, state, acks, progress)
+	interval := *stateInterval
+	if interval == 0 {
+		interval = -1 // NewOutput's "each one"
+	}
+	out := localcapture.NewOutput(stdout, state, acks, localcapture.OutputOptions{StatePath: *statePath, StateInterval: interval, Progress: progress})
+	cut, err := out.CutBack(mark)
+	if err != nil {
+		return err
+	}
+	if cut > 0 {
+		log.WithFields(logrus.Fields{"bytes": cut, "offset": mark.Offset}).Info("cut the documents' file back to where the state file reaches: the documents after it were written by a run that stopped before checkpointing them, and are written again from here")
+	}
 	err = c.Capture(ctx, cfg, targets, state, out, acks, postgres.CaptureOptions{
 		Mode:             postgres.ShellMode,
 		Reset:            *reset,
@@ -142,8 +160,14 @@ func captureCommand(ctx context.Context, c *postgres.Connector, args []string, s
 			return nil
 		},
 	})
-	if ferr := out.Flush(); err == nil {
-		err = ferr
+	// The documents and the checkpoints that waited are written out however
+	// the capture ended; the capture's own error, if any, stays the last
+	// line.
+	if cerr := out.Close(); cerr != nil {
+		if err == nil || sqlcapture.IsCancellation(err) {
+			return cerr
+		}
+		log.WithError(cerr).Error("writing out the last documents and state")
 	}
 	return err
 }
@@ -153,9 +177,11 @@ const captureUsage = `usage: source-postgres capture --config FILE [--state FILE
 Captures the tables (default: all that discovery finds) and prints change
 documents as JSON lines on stdout: each table's rows first (its backfill),
 then every insert, update and delete as it commits. Each checkpoint is
-written atomically to the state file, and a run with the same --state
-resumes from it. A replication slot that already exists is never dropped
-unless --reset says so. Ctrl-C stops the capture.
+written atomically to the state file, after the documents it covers
+(checkpoints less than --state-interval apart are written together), and
+a run with the same --state resumes from it. A replication slot that
+already exists is never dropped unless --reset says so. Ctrl-C stops the
+capture.
 
 Flags:
 `

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"pgcapture/protocol"
+	"pgcapture/source-postgres/localcapture"
 	"pgcapture/sqlcapture"
 	"pgcapture/testsupport"
 )
@@ -110,7 +111,7 @@ func readStateFile(t *testing.T, path string) stateFile {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := sqlcapture.ParseState(raw)
+	st, _, err := localcapture.ParseStateFile(raw)
 	if err != nil {
 		t.Fatalf("the state file holds %q: %v", raw, err)
 	}
@@ -171,7 +172,7 @@ func TestCaptureCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	heldState, err := sqlcapture.ParseState(heldRaw)
+	heldState, _, err := localcapture.ParseStateFile(heldRaw)
 	if err != nil {
 		t.Fatal(err)
 	}

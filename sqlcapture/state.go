@@ -66,6 +66,22 @@ type KeyRange struct {
 	Done bool `json:"done"`
 }
 
+// Started reports whether the state records any progress: a stream
+// position, or a backfill that has read or finished something. A state
+// that has not started is a new capture's first checkpoint, written before
+// anything was read: resuming from it is starting over.
+func (s State) Started() bool {
+	if s.Cursor != "" {
+		return true
+	}
+	for _, st := range s.Streams {
+		if st.Mode != ModeBackfill || st.Scanned != nil || st.Backfilled > 0 || len(st.Ranges) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // ParseState decodes a checkpointed state. An empty or null state is a new
 // capture. Unknown fields are an error: the state is ours and a field we do
 // not understand means it was written by something else.
