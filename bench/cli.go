@@ -58,6 +58,9 @@ func (b *bench) runCLI(phase, statePath string, reset bool, rows int64, done fun
 	if reset {
 		args = append(args, "--reset")
 	}
+	if b.opts.cliStateInterval != "" {
+		args = append(args, "--state-interval", b.opts.cliStateInterval)
+	}
 	r, err := startCLI(b.bin, b.opts.env, args, outPath, logPath)
 	if err != nil {
 		return measurement{}, err

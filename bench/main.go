@@ -55,6 +55,7 @@ type options struct {
 	formats               []string // replication formats of the streaming phases
 	latency, repeat       int
 	out, cpuprofile       string
+	cliStateInterval      string
 	env                   []string // added to the connector's environment
 	timeout               time.Duration
 }
@@ -70,6 +71,7 @@ func main() {
 	codecs := flag.String("codecs", "proto,json", "the connector codecs to measure, comma-separated")
 	formats := flag.String("formats", "binary,text", "the connector's advanced.replication_format values to stream with, comma-separated: binary (auto) and text")
 	flag.BoolVar(&opts.cli, "cli", true, "also measure the shell mode, source-postgres capture, writing its documents to a file")
+	flag.StringVar(&opts.cliStateInterval, "cli-state-interval", "", "the shell mode's --state-interval (default: its own)")
 	flag.IntVar(&opts.repeat, "repeat", 1, "measure every consumer this many times, taking turns, and report the median")
 	flag.IntVar(&opts.latency, "latency", 200, "single-row commits whose delivery latency is measured (0: skip)")
 	flag.StringVar(&opts.out, "out", "", "directory to write results.txt, results.json and the logs to")
