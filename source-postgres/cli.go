@@ -63,6 +63,7 @@ func captureCommand(ctx context.Context, c *postgres.Connector, args []string, s
 
 	var state sqlcapture.State
 	var mark *localcapture.OutputMark
+	startOver := *reset // drop the slot if it exists, and backfill again
 	if *statePath != "" && *reset {
 		log.WithField("state", *statePath).Info("--reset: starting over; the state file is replaced at the first checkpoint")
 	} else if *statePath != "" {
@@ -75,7 +76,7 @@ func captureCommand(ctx context.Context, c *postgres.Connector, args []string, s
 			// anything: the slot it made holds nothing read, and this
 			// run starts over, as --reset would.
 			log.WithField("state", *statePath).Info("the state file records no progress yet: starting over with a new replication slot")
-			state, *reset = sqlcapture.State{}, true
+			state, startOver = sqlcapture.State{}, true
 		case state.Started():
 			log.WithField("state", *statePath).Info("resuming from the state file")
 		}
@@ -152,7 +153,7 @@ func captureCommand(ctx context.Context, c *postgres.Connector, args []string, s
 	}
 	err = c.Capture(ctx, cfg, targets, state, out, acks, postgres.CaptureOptions{
 		Mode:             postgres.ShellMode,
-		Reset:            *reset,
+		Reset:            startOver,
 		Progress:         observer,
 		ProgressInterval: localcapture.StatusInterval,
 		Opened: func() error {
