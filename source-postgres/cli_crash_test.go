@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"pgcapture/protocol"
+	"pgcapture/source-postgres/localcapture"
 	"pgcapture/sqlcapture"
 	"pgcapture/testsupport"
 )
@@ -68,6 +69,7 @@ func TestCaptureCommandKilledWritingToAFile(t *testing.T) {
 		return info.Size()
 	}
 	var stateWrites, kills int
+	var lastMark int64
 	for i := range 6 {
 		before, state := size(), readStateFile(t, statePath)
 		cmd := run()
@@ -95,6 +97,16 @@ func TestCaptureCommandKilledWritingToAFile(t *testing.T) {
 		if readStateFile(t, statePath).state.Cursor != state.state.Cursor {
 			stateWrites++
 		}
+		// The state file's mark never moves back: each run starts writing
+		// where the last state reached, and its state covers that much.
+		_, mark, err := localcapture.ReadStateFile(statePath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mark == nil || mark.Offset < lastMark {
+			t.Fatalf("after run %d the state file's mark is %+v, behind the last run's offset %d", i+1, mark, lastMark)
+		}
+		lastMark = mark.Offset
 	}
 	stats := w.Stop(t)
 

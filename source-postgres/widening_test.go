@@ -26,7 +26,7 @@ func TestWideningNeverStalesTheSchema(t *testing.T) {
 		CREATE DOMAIN small_pos AS int CONSTRAINT small CHECK (VALUE > 0 AND VALUE < 10);
 		CREATE DOMAIN code AS varchar(3);
 		CREATE TABLE public.t (id int PRIMARY KEY, m mood, d small_pos, c code, v varchar(5), vb varbit(4), ch char(2));
-		INSERT INTO public.t SELECT g, 'ok', 5, 'abc', 'vvvvv', B'1010', 'xy' FROM generate_series(1, 300) g`)
+		INSERT INTO public.t SELECT g, 'ok', 5, 'abc', 'vvvvv', B'1010', 'xy' FROM generate_series(1, 3000) g`)
 	discovered := f.discover(t)["public/t"]
 	bindings := []testsupport.Binding{{Namespace: "public", Stream: "t", Key: []string{"/id"}}}
 	stateKey := protocol.StateKey([]string{"public", "t"}, 0)
@@ -36,19 +36,23 @@ func TestWideningNeverStalesTheSchema(t *testing.T) {
 		return len(docsOf(s, 0)) >= 10
 	})
 
-	// Mid-backfill. The lock holds the backfill back until every change is
-	// committed, so the rows not yet backfilled are read with the widened
-	// values. No ALTER TABLE here: it would send a Relation message, after
-	// which the schema is reported again, and that is not what is tested.
-	f.exec(t, `ALTER TYPE mood ADD VALUE 'purple'`)
+	// Mid-backfill. The lock, taken first, holds the backfill back until
+	// every change is committed, so the rows not yet backfilled are read
+	// with the widened values (300 chunks leave it time to take it). No
+	// ALTER TABLE here: it would send a Relation message, after which the
+	// schema is reported again, and that is not what is tested.
 	lock := f.pg.Connect(t, f.db)
 	ctx := context.Background()
+	for _, sql := range []string{`BEGIN`, `LOCK TABLE public.t IN ACCESS EXCLUSIVE MODE`} {
+		if _, err := lock.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	f.exec(t, `ALTER TYPE mood ADD VALUE 'purple'`)
 	for _, sql := range []string{
-		`BEGIN`,
-		`LOCK TABLE public.t IN ACCESS EXCLUSIVE MODE`,
 		`ALTER DOMAIN small_pos DROP CONSTRAINT small`,
 		`ALTER DOMAIN small_pos ADD CONSTRAINT small CHECK (VALUE > 0 AND VALUE < 1000)`,
-		`UPDATE public.t SET m = 'purple', d = 500 WHERE id > 250 OR id = 1`,
+		`UPDATE public.t SET m = 'purple', d = 500 WHERE id > 2950 OR id = 1`,
 	} {
 		if _, err := lock.Exec(ctx, sql); err != nil {
 			t.Fatalf("%s: %v", sql, err)

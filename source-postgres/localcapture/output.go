@@ -77,8 +77,13 @@ func NewOutput(w io.Writer, state sqlcapture.State, acks *sqlcapture.Acknowledge
 	}
 	if f, ok := w.(*os.File); ok && opts.StatePath != "" {
 		if info, err := f.Stat(); err == nil && info.Mode().IsRegular() {
+			// The file position is where the state's mark is read: at
+			// the end, even before this run's first write (an O_APPEND
+			// file's position is 0 until then).
 			if dev, ino, _, err := fileIdentity(f); err == nil {
-				o.docs, o.device, o.inode = f, dev, ino
+				if _, err := f.Seek(0, io.SeekEnd); err == nil {
+					o.docs, o.device, o.inode = f, dev, ino
+				}
 			}
 		}
 	}

@@ -32,9 +32,17 @@ func TestCutBackToTheStateFile(t *testing.T) {
 		}
 	}
 
-	// The first run: its first checkpoint is written at once, the second
-	// waits, and the run is killed (never closed).
+	// An earlier run's documents, which the state covers.
+	const earlier = `{"id":0}` + "\n"
+	if err := os.WriteFile(docsPath, []byte(earlier), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A run: its first checkpoint, before it wrote anything, is written
+	// at once, the next ones wait, and the run is killed (never closed).
 	first := NewOutput(open(t, docsPath), sqlcapture.State{}, sqlcapture.NewAcknowledgements(), OutputOptions{StatePath: statePath, StateInterval: 1 << 62})
+	if err := first.Checkpoint([]byte(`{"cursor":"0/5"}`)); err != nil {
+		t.Fatal(err)
+	}
 	write(t, first, `{"id":1}`, "0/10")
 	write(t, first, `{"id":2}`, "0/20")
 
@@ -42,8 +50,8 @@ func TestCutBackToTheStateFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if state.Cursor != "0/10" || mark == nil || mark.Offset != int64(len(`{"id":1}`+"\n")) {
-		t.Fatalf("the state file holds cursor %q and mark %+v, want 0/10 and the end of the first document", state.Cursor, mark)
+	if state.Cursor != "0/5" || mark == nil || mark.Offset != int64(len(earlier)) {
+		t.Fatalf("the state file holds cursor %q and mark %+v, want 0/5 and the end of the earlier run's documents (%d)", state.Cursor, mark, len(earlier))
 	}
 
 	// Another file is left alone.
@@ -56,22 +64,22 @@ func TestCutBackToTheStateFile(t *testing.T) {
 		t.Errorf("another file: cut %d bytes (%v), want none", cut, err)
 	}
 
-	// The next run on the same file cuts the second document off, then
-	// writes after the first.
+	// The next run on the same file cuts the killed run's documents off,
+	// then writes after the earlier ones.
 	second := NewOutput(open(t, docsPath), state, sqlcapture.NewAcknowledgements(), OutputOptions{StatePath: statePath, StateInterval: -1})
 	cut, err := second.CutBack(mark)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cut != int64(len(`{"id":2}`+"\n")) {
-		t.Errorf("cut %d bytes, want the second document's", cut)
+	if cut != int64(len(`{"id":1}`+"\n"+`{"id":2}`+"\n")) {
+		t.Errorf("cut %d bytes, want the killed run's two documents", cut)
 	}
 	write(t, second, `{"id":3}`, "0/30")
 	raw, err := os.ReadFile(docsPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := string(raw), "{\"id\":1}\n{\"id\":3}\n"; got != want {
+	if got, want := string(raw), earlier+"{\"id\":3}\n"; got != want {
 		t.Errorf("the file holds %q, want %q", got, want)
 	}
 	if _, mark, _ := ReadStateFile(statePath); mark == nil || mark.Offset != int64(len(raw)) {
