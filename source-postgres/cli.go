@@ -29,7 +29,7 @@ func captureCommand(ctx context.Context, c *postgres.Connector, args []string, s
 	fs := flag.NewFlagSet("capture", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	configPath := fs.String("config", "", "the endpoint configuration: a JSON `file`, as in the README's Configuration")
-	statePath := fs.String("state", "", "the state `file`: read at start if it exists, rewritten atomically at every checkpoint; without it nothing is kept")
+	statePath := fs.String("state", "", "the state `file`: read at start if it exists, rewritten atomically after the documents of its checkpoints (see --state-interval); without it nothing is kept")
 	tableList := fs.String("tables", "", "a comma-separated `list` of schema.table names to capture (default: every discovered table)")
 	stateInterval := fs.Duration("state-interval", localcapture.DefaultStateInterval, "how long checkpoints may wait to be written to the state file together (0: write each one); a crash repeats at most this long of documents")
 	reset := fs.Bool("reset", false, "start over: ignore the state file, drop the replication slot if it exists, and backfill every table again")
@@ -173,16 +173,18 @@ func captureCommand(ctx context.Context, c *postgres.Connector, args []string, s
 	return err
 }
 
-const captureUsage = `usage: source-postgres capture --config FILE [--state FILE] [--tables schema.t1,schema.t2] [--reset]
+const captureUsage = `usage: source-postgres capture --config FILE [--state FILE [--state-interval D]] [--tables schema.t1,schema.t2] [--reset]
 
 Captures the tables (default: all that discovery finds) and prints change
 documents as JSON lines on stdout: each table's rows first (its backfill),
 then every insert, update and delete as it commits. Each checkpoint is
 written atomically to the state file, after the documents it covers
 (checkpoints less than --state-interval apart are written together), and
-a run with the same --state resumes from it. A replication slot that
-already exists is never dropped unless --reset says so. Ctrl-C stops the
-capture.
+a run with the same --state resumes from it. When stdout is a file, the
+state file records how far into it its checkpoints reach, and a run that
+appends to the same file (>>) first cuts off what a killed run wrote past
+that. A replication slot that already exists is never dropped unless
+--reset says so. Ctrl-C stops the capture.
 
 Flags:
 `
