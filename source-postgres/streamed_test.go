@@ -24,10 +24,30 @@ func (f *fixture) streamSmallTransactions(t *testing.T) {
 
 // streamedTxns returns how many transactions the server streamed to the
 // fixture's slot while in progress (pg_stat_replication_slots, 14+).
-func (f *fixture) streamedTxns(t *testing.T) int64 {
+func (f *fixture) streamedTxns(t *testing.T) int64 { return f.slotStreamStat(t, "stream_txns") }
+
+// streamCount returns how many times the server streamed a block of an
+// in-progress transaction to the fixture's slot (14+).
+func (f *fixture) streamCount(t *testing.T) int64 { return f.slotStreamStat(t, "stream_count") }
+
+// streamedInsert inserts the rows $1 to $2 of public.st, 60-character
+// values: a few thousand of them outgrow logical_decoding_work_mem at 64kB.
+const streamedInsert = `INSERT INTO public.st SELECT g, rpad(g::text, 60, 'x') FROM generate_series($1::int, $2::int) g`
+
+// execOn runs sql on c, failing the test on error.
+func execOn(t *testing.T, c *pgx.Conn, sql string, args ...any) {
+	t.Helper()
+	if _, err := c.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// slotStreamStat reads a counter of pg_stat_replication_slots for the
+// fixture's slot; column is one of the two above.
+func (f *fixture) slotStreamStat(t *testing.T, column string) int64 {
 	t.Helper()
 	var n int64
-	err := f.conn.QueryRow(context.Background(), `SELECT coalesce(sum(stream_txns), 0)::bigint FROM pg_stat_replication_slots WHERE slot_name = $1`, f.slot).Scan(&n)
+	err := f.conn.QueryRow(context.Background(), `SELECT coalesce(sum(`+column+`), 0)::bigint FROM pg_stat_replication_slots WHERE slot_name = $1`, f.slot).Scan(&n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,15 +76,9 @@ func TestStreamedTransactions(t *testing.T) {
 		return !backfilling(t, s.State(), bindings)
 	})
 
-	ctx := context.Background()
 	a, b := f.pg.Connect(t, f.db), f.pg.Connect(t, f.db)
-	run := func(c *pgx.Conn, sql string, args ...any) {
-		t.Helper()
-		if _, err := c.Exec(ctx, sql, args...); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
-	ins := `INSERT INTO public.st SELECT g, rpad(g::text, 60, 'x') FROM generate_series($1::int, $2::int) g`
+	run := func(c *pgx.Conn, sql string, args ...any) { t.Helper(); execOn(t, c, sql, args...) }
+	ins := streamedInsert
 	// Interleaved, committed in the reverse of their start order.
 	run(a, "BEGIN")
 	run(a, ins, 1, 3000)
@@ -151,18 +165,6 @@ func TestStreamedTransactions(t *testing.T) {
 	}
 }
 
-// streamCount returns how many times the server streamed a block of an
-// in-progress transaction to the fixture's slot (14+).
-func (f *fixture) streamCount(t *testing.T) int64 {
-	t.Helper()
-	var n int64
-	err := f.conn.QueryRow(context.Background(), `SELECT coalesce(sum(stream_count), 0)::bigint FROM pg_stat_replication_slots WHERE slot_name = $1`, f.slot).Scan(&n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 // TestStreamedTransactionCrash kills the connector with SIGKILL while the
 // server streams it a large transaction, before its commit, then while it
 // emits the committed transaction and once it has emitted it without the
@@ -207,15 +209,9 @@ func TestStreamedTransactionCrash(t *testing.T) {
 		return !backfilling(t, s.State(), bindings) && hasID(s.Docs(), 1)
 	})
 
-	ctx := context.Background()
 	a, b := f.pg.Connect(t, f.db), f.pg.Connect(t, f.db)
-	run := func(c *pgx.Conn, sql string, args ...any) {
-		t.Helper()
-		if _, err := c.Exec(ctx, sql, args...); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
-	ins := `INSERT INTO public.st SELECT g, rpad(g::text, 60, 'x') FROM generate_series($1::int, $2::int) g`
+	run := func(c *pgx.Conn, sql string, args ...any) { t.Helper(); execOn(t, c, sql, args...) }
+	ins := streamedInsert
 	base := f.streamCount(t)
 	run(a, "BEGIN")
 	run(a, ins, 1001, 11000)

@@ -90,13 +90,7 @@ func TestInterleavingModelInRangesWithFaults(t *testing.T) {
 // a merge patch clears them. The chunks of a round use distinct
 // connections, several at once.
 func TestRangesInCheckpoints(t *testing.T) {
-	mem := newMemDB()
-	rows := map[int64]*int64{}
-	for k := range int64(100) {
-		v := k
-		rows[k] = &v
-	}
-	mem.commit(rows, nil)
+	mem := memDBOfKeys(100)
 	db := &rangedDB{memDB: mem, conns: 3}
 	acks := NewAcknowledgements()
 	rec := &recorder{acks: acks}
@@ -181,13 +175,7 @@ func TestRangesInCheckpoints(t *testing.T) {
 // table is split after the old position, and nothing before it is read
 // again.
 func TestOldStateResumesSplit(t *testing.T) {
-	mem := newMemDB()
-	rows := map[int64]*int64{}
-	for k := range int64(100) {
-		v := k
-		rows[k] = &v
-	}
-	mem.commit(rows, nil)
+	mem := memDBOfKeys(100)
 	db := &rangedDB{memDB: mem, conns: 4}
 	state, err := ParseState(json.RawMessage(fmt.Sprintf(`{"cursor":"%d","streams":{"t":{"mode":"Backfill","key_columns":["id"],"scanned":%q,"backfilled":40}}}`,
 		len(mem.log), mustJSON(t, AppendKeyInt(nil, 39)))))
@@ -294,4 +282,17 @@ func TestParseStateRejectsRangesOutOfOrder(t *testing.T) {
 			}
 		})
 	}
+}
+
+// memDBOfKeys is a memDB whose table holds the keys 0 to n-1, each with
+// its own value, committed at once.
+func memDBOfKeys(n int64) *memDB {
+	mem := newMemDB()
+	rows := map[int64]*int64{}
+	for k := range n {
+		v := k
+		rows[k] = &v
+	}
+	mem.commit(rows, nil)
+	return mem
 }

@@ -214,9 +214,16 @@ func (p *Postgres) NewDatabase(t testing.TB) string {
 // Connect opens a superuser connection to database, closed at cleanup.
 func (p *Postgres) Connect(t testing.TB, database string) *pgx.Conn {
 	t.Helper()
+	return p.ConnectWith(t, database, nil)
+}
+
+// ConnectWith is Connect with params set for the session at its start (as
+// the connector sets its session settings).
+func (p *Postgres) ConnectWith(t testing.TB, database string, params map[string]string) *pgx.Conn {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), sqlTimeout)
 	defer cancel()
-	conn, err := p.connect(ctx, database)
+	conn, err := p.connect(ctx, database, params)
 	if err != nil {
 		t.Fatalf("connecting to database %q: %v", database, err)
 	}
@@ -235,7 +242,7 @@ func (p *Postgres) Exec(t testing.TB, database, sql string, args ...any) {
 	// Not t.Context(): Exec is also called from cleanups, when it is done.
 	ctx, cancel := context.WithTimeout(context.Background(), sqlTimeout)
 	defer cancel()
-	conn, err := p.connect(ctx, database)
+	conn, err := p.connect(ctx, database, nil)
 	if err != nil {
 		t.Fatalf("executing %q: connecting to database %q: %v", sql, database, err)
 	}
@@ -271,7 +278,7 @@ func (p *Postgres) Restart(t testing.TB) {
 // connect opens a superuser connection. A local cluster is reached over its
 // Unix socket, where trust authentication skips SCRAM's deliberately slow key
 // derivation.
-func (p *Postgres) connect(ctx context.Context, database string) (*pgx.Conn, error) {
+func (p *Postgres) connect(ctx context.Context, database string, params map[string]string) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(p.SuperuserURL(database))
 	if err != nil {
 		return nil, err
@@ -279,6 +286,7 @@ func (p *Postgres) connect(ctx context.Context, database string) (*pgx.Conn, err
 	if p.baseDir != "" {
 		cfg.Host = p.baseDir
 	}
+	maps.Copy(cfg.RuntimeParams, params)
 	return pgx.ConnectConfig(ctx, cfg)
 }
 
@@ -287,7 +295,7 @@ func (p *Postgres) connect(ctx context.Context, database string) (*pgx.Conn, err
 // slots cannot be dropped, and a database with slots cannot be dropped. The
 // terminated backends exit asynchronously, so it retries until ctx is done.
 func (p *Postgres) dropDatabase(ctx context.Context, name string) error {
-	conn, err := p.connect(ctx, p.maintenanceDB)
+	conn, err := p.connect(ctx, p.maintenanceDB, nil)
 	if err != nil {
 		return err
 	}
@@ -374,7 +382,7 @@ func externalPostgres(raw string) (*Postgres, error) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), sqlTimeout)
 	defer cancel()
-	conn, err := p.connect(ctx, maintenanceDB)
+	conn, err := p.connect(ctx, maintenanceDB, nil)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s (%s): %w", ExternalPostgresEnv, u.Redacted(), err)
 	}

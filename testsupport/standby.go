@@ -104,7 +104,7 @@ func (p *Postgres) startStandby(opts StandbyOptions) (_ *Postgres, err error) {
 // p's data directory to dest under a non-exclusive low-level backup, whose
 // backup_label it writes into the copy.
 func (p *Postgres) baseBackup(ctx context.Context, slot, dest string) error {
-	conn, err := p.connect(ctx, p.maintenanceDB)
+	conn, err := p.connect(ctx, p.maintenanceDB, nil)
 	if err != nil {
 		return err
 	}
@@ -235,7 +235,7 @@ func (s *Postgres) WaitReplayed(t testing.TB, primary *Postgres) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), sqlTimeout)
 	defer cancel()
-	pc, err := primary.connect(ctx, primary.maintenanceDB)
+	pc, err := primary.connect(ctx, primary.maintenanceDB, nil)
 	if err != nil {
 		t.Fatalf("connecting to the primary: %v", err)
 	}
@@ -255,7 +255,7 @@ func (s *Postgres) WaitReplayed(t testing.TB, primary *Postgres) {
 	if err := pc.QueryRow(ctx, `SELECT pg_current_wal_flush_lsn()::text`).Scan(&target); err != nil {
 		t.Fatalf("reading the primary's WAL position: %v", err)
 	}
-	sc, err := s.connect(ctx, s.maintenanceDB)
+	sc, err := s.connect(ctx, s.maintenanceDB, nil)
 	if err != nil {
 		t.Fatalf("connecting to the standby: %v", err)
 	}
@@ -283,7 +283,7 @@ func (s *Postgres) Promote(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), sqlTimeout)
 	defer cancel()
-	conn, err := s.connect(ctx, s.maintenanceDB)
+	conn, err := s.connect(ctx, s.maintenanceDB, nil)
 	if err != nil {
 		t.Fatalf("connecting to the standby: %v", err)
 	}

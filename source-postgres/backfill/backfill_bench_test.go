@@ -40,21 +40,7 @@ func BenchmarkBackfill(b *testing.B) {
 	pg.Exec(b, db, benchSetup)
 	pg.Exec(b, db, "VACUUM (FREEZE, ANALYZE) public.bench")
 	conn := connectAsCapture(b, pg, db)
-	types, err := pgtypes.LoadRegistry(ctx, conn)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tables, err := discovery.ListTables(ctx, conn, types, discovery.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if len(tables) != 1 {
-		b.Fatalf("discovered %d tables, want 1", len(tables))
-	}
-	table, err := NewTable(tables[0], false, "")
-	if err != nil {
-		b.Fatal(err)
-	}
+	table := onlyTable(ctx, b, conn)
 
 	b.Run("appendRow", func(b *testing.B) {
 		// One chunk's values in text format, as ScanChunk receives them.
@@ -71,6 +57,7 @@ func BenchmarkBackfill(b *testing.B) {
 			b.Fatal(err)
 		}
 		var doc, key []byte
+		var err error
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
 			if doc, key, err = table.appendRow(doc[:0], key[:0], rows[i%len(rows)], int64(i)); err != nil {
@@ -81,9 +68,7 @@ func BenchmarkBackfill(b *testing.B) {
 	})
 
 	b.Run("ScanChunk", func(b *testing.B) {
-		log := logrus.New()
-		log.SetOutput(io.Discard)
-		s := NewScanner(conn.PgConn(), NewCommittedXIDs(), log)
+		s := quietScanner(conn)
 		var after []byte
 		var offset, total int64
 		b.ReportAllocs()
@@ -106,18 +91,31 @@ func BenchmarkBackfill(b *testing.B) {
 // connector's query connection uses.
 func connectAsCapture(tb testing.TB, pg *testsupport.Postgres, db string) *pgx.Conn {
 	tb.Helper()
-	cfg, err := pgx.ParseConfig(pg.SuperuserURL(db))
+	return pg.ConnectWith(tb, db, pgtypes.SessionParams())
+}
+
+// onlyTable discovers the one table of conn's database and builds its chunk
+// queries.
+func onlyTable(ctx context.Context, tb testing.TB, conn *pgx.Conn) *Table {
+	tb.Helper()
+	types, err := pgtypes.LoadRegistry(ctx, conn)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cfg.Host = pg.SocketDir()
-	for k, v := range pgtypes.SessionParams() {
-		cfg.RuntimeParams[k] = v
+	tables, err := discovery.ListTables(ctx, conn, types, discovery.Options{})
+	if err != nil || len(tables) != 1 {
+		tb.Fatalf("discovered %d tables (%v), want 1", len(tables), err)
 	}
-	conn, err := pgx.ConnectConfig(context.Background(), cfg)
+	table, err := NewTable(tables[0], false, "")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
+	return table
+}
+
+// quietScanner is a Scanner on conn that logs nothing.
+func quietScanner(conn *pgx.Conn) *Scanner {
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	return NewScanner(conn.PgConn(), NewCommittedXIDs(), log)
 }

@@ -3,13 +3,8 @@ package backfill
 import (
 	"bytes"
 	"context"
-	"io"
 	"testing"
 
-	"github.com/sirupsen/logrus"
-
-	"pgcapture/source-postgres/discovery"
-	"pgcapture/source-postgres/pgtypes"
 	"pgcapture/sqlcapture"
 	"pgcapture/testsupport"
 )
@@ -27,21 +22,8 @@ func TestChunkPositionOutlivesTheNextChunk(t *testing.T) {
 	pg.Exec(t, db, `CREATE TABLE public.p (id integer PRIMARY KEY, v integer NOT NULL);
 		INSERT INTO public.p SELECT g, g FROM generate_series(1, 100) g`)
 	conn := connectAsCapture(t, pg, db)
-	types, err := pgtypes.LoadRegistry(ctx, conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tables, err := discovery.ListTables(ctx, conn, types, discovery.Options{})
-	if err != nil || len(tables) != 1 {
-		t.Fatalf("discovered %d tables (%v), want 1", len(tables), err)
-	}
-	table, err := NewTable(tables[0], false, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	scanner := NewScanner(conn.PgConn(), NewCommittedXIDs(), log)
+	table := onlyTable(ctx, t, conn)
+	scanner := quietScanner(conn)
 	var lastKey []byte
 	emit := func(r sqlcapture.Row) error { lastKey = append(lastKey[:0], r.Key...); return nil }
 

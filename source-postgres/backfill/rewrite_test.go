@@ -2,14 +2,9 @@ package backfill
 
 import (
 	"context"
-	"io"
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
-	"pgcapture/source-postgres/discovery"
-	"pgcapture/source-postgres/pgtypes"
 	"pgcapture/sqlcapture"
 	"pgcapture/testsupport"
 )
@@ -28,26 +23,13 @@ func TestChunkWaitsOutATableRewrite(t *testing.T) {
 		INSERT INTO public.r SELECT g, g FROM generate_series(1, 500) g`)
 
 	conn, rewriter, observer := connectAsCapture(t, pg, db), connectAsCapture(t, pg, db), connectAsCapture(t, pg, db)
-	types, err := pgtypes.LoadRegistry(ctx, conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tables, err := discovery.ListTables(ctx, conn, types, discovery.Options{})
-	if err != nil || len(tables) != 1 {
-		t.Fatalf("discovered %d tables (%v), want 1", len(tables), err)
-	}
-	table, err := NewTable(tables[0], false, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	table := onlyTable(ctx, t, conn)
 
 	// The rewrite holds the table's ACCESS EXCLUSIVE lock until it commits.
 	if _, err := rewriter.Exec(ctx, "BEGIN; ALTER TABLE public.r ALTER COLUMN v TYPE bigint"); err != nil {
 		t.Fatal(err)
 	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	scanner := NewScanner(conn.PgConn(), NewCommittedXIDs(), log)
+	scanner := quietScanner(conn)
 	type result struct {
 		rows int
 		done bool

@@ -38,12 +38,7 @@ func connectWithSetup(t *testing.T, pg *testsupport.Postgres, db, setup string) 
 	if setup != "" {
 		pg.Exec(t, db, setup)
 	}
-	conn := pg.Connect(t, db)
-	for name, value := range pgtypes.SessionParams() {
-		if _, err := conn.Exec(t.Context(), "SELECT set_config($1, $2, false)", name, value); err != nil {
-			t.Fatalf("setting %s: %v", name, err)
-		}
-	}
+	conn := pg.ConnectWith(t, db, pgtypes.SessionParams())
 	reg, err := pgtypes.LoadRegistry(t.Context(), conn)
 	if err != nil {
 		t.Fatal(err)

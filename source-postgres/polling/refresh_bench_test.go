@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/sirupsen/logrus"
 
 	"pgcapture/source-postgres/pgtypes"
@@ -40,18 +39,7 @@ func BenchmarkFullRefresh(b *testing.B) {
 	pg.Exec(b, db, "VACUUM ANALYZE public.bench")
 	query := "SELECT id, n, s, ts, amount, doc FROM public.bench"
 
-	cfg, err := pgx.ParseConfig(pg.SuperuserURL(db))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for k, v := range pgtypes.SessionParams() {
-		cfg.RuntimeParams[k] = v
-	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := pg.ConnectWith(b, db, pgtypes.SessionParams())
 	types, err := pgtypes.LoadRegistry(ctx, conn)
 	if err != nil {
 		b.Fatal(err)
@@ -62,6 +50,11 @@ func BenchmarkFullRefresh(b *testing.B) {
 	b.ResetTimer()
 	var pollTime, repollTime, copyTime time.Duration
 	for b.Loop() {
+		// Closing the stream cancels the poll it is in the middle of,
+		// which closes the connection: each round gets its own.
+		b.StopTimer()
+		conn := pg.ConnectWith(b, db, pgtypes.SessionParams())
+		b.StartTimer()
 		start := time.Now()
 		tag, err := conn.PgConn().CopyTo(ctx, io.Discard, "COPY ("+query+") TO STDOUT")
 		if err != nil || tag.RowsAffected() != rows {

@@ -233,19 +233,8 @@ func newDifferential(t *testing.T) *differential {
 // sessionConn connects with the session settings of the connector's
 // replication connection, which fix the text output.
 func sessionConn(t *testing.T, pg *testsupport.Postgres, db string) *pgx.Conn {
-	cfg, err := pgx.ParseConfig(pg.SuperuserURL(db))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range pgtypes.SessionParams() {
-		cfg.RuntimeParams[k] = v
-	}
-	conn, err := pgx.ConnectConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
+	t.Helper()
+	return pg.ConnectWith(t, db, pgtypes.SessionParams())
 }
 
 // messages returns the slot's pgoutput messages, with binary values or not.

@@ -68,20 +68,10 @@ func newBenchSource(b *testing.B) *benchSource {
 	pg.Exec(b, db, fmt.Sprintf(benchInsert, "bench_full", benchRows))
 	pg.Exec(b, db, "UPDATE public.bench_full SET n = n + 1, doc = doc || '{\"u\": 1}'")
 
-	cfg, err := pgx.ParseConfig(pg.SuperuserURL(db))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for k, v := range pgtypes.SessionParams() {
-		cfg.RuntimeParams[k] = v
-	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := pg.ConnectWith(b, db, pgtypes.SessionParams())
 
 	src := &benchSource{tables: make(map[sqlcapture.StreamID]*discovery.Table)}
+	var err error
 	if src.types, err = pgtypes.LoadRegistry(ctx, conn); err != nil {
 		b.Fatal(err)
 	}
